@@ -1,0 +1,136 @@
+"""SandboxedCluster: wires the components and owns the order between them.
+
+Only what must be ordered is: VMs are created in parallel; each node's install starts as soon
+as its own VM exists; workers install runtimes while the control plane initialises; worker
+joins run in parallel (control-plane joins one at a time, as etcd adds members one by one).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+from pulumi_command import remote
+
+from components.access import NodeAccess, NodeAccessArgs
+from components.cni import PodNetwork, PodNetworkArgs
+from components.control_plane import ControlPlane, ControlPlaneArgs
+from components.hypervisor import Hypervisor, HypervisorArgs, NodeBootDocuments
+from components.join import NodeJoin, NodeJoinArgs
+from components.node import NodeRuntime, NodeRuntimeArgs
+from components.pki import ClusterPki, ClusterPkiArgs
+from components.remote import node_connection
+from components.render.cloudinit import (
+    NodeCloudInit,
+    StaticNetwork,
+    render_meta_data,
+    render_network_config,
+    render_user_data,
+)
+from components.sandbox import SandboxClasses, SandboxClassesArgs
+from components.spec import ClusterSpec, NodeSpec
+from components.workloads import SampleWorkloads, SampleWorkloadsArgs
+
+
+@dataclass(frozen=True)
+class SandboxedClusterArgs:
+    spec: ClusterSpec
+
+
+def boot_documents(spec: ClusterSpec, node: NodeSpec, access: NodeAccess) -> NodeBootDocuments:
+    user_data = pulumi.Output.all(
+        access.admin_public_key, access.host_private_key(node.name),
+        access.host_public_key(node.name),
+    ).apply(lambda keys: render_user_data(NodeCloudInit(
+        hostname=node.name, admin_user=spec.admin_user, admin_ssh_public_key=keys[0],
+        host_key_ed25519_private=keys[1], host_key_ed25519_public=keys[2])))
+    network = StaticNetwork(
+        mac=node.mac,
+        address=ipaddress.IPv4Interface(f"{node.ip}/{spec.network.cidr.prefixlen}"),
+        gateway=spec.network.gateway,
+        dns=spec.network.dns,
+    )
+    return NodeBootDocuments(
+        user_data=pulumi.Output.secret(user_data),
+        meta_data=render_meta_data(f"{spec.stack}-{node.name}", node.name),
+        network_config=render_network_config(network),
+    )
+
+
+class SandboxedCluster(pulumi.ComponentResource):
+    kubeconfig: pulumi.Output[str]
+
+    def __init__(self, name: str, args: SandboxedClusterArgs,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("sandboxed-k8s:index:SandboxedCluster", name, None, opts)
+        spec = args.spec
+        child = pulumi.ResourceOptions(parent=self)
+
+        self.access = NodeAccess("node-access", NodeAccessArgs([n.name for n in spec.nodes]),
+                                 opts=child)
+        self.pki = ClusterPki("pki", ClusterPkiArgs(
+            spec.kubernetes.cluster_name, f"https://{spec.control_plane_endpoint}"), opts=child)
+        self.hypervisor = Hypervisor("hypervisor", HypervisorArgs(
+            spec, {n.name: boot_documents(spec, n, self.access) for n in spec.nodes}),
+            opts=child)
+
+        connections: dict[str, remote.ConnectionArgs] = {
+            n.name: node_connection(str(n.ip), spec.admin_user, self.access.admin_private_key,
+                                    self.access.host_public_key(n.name))
+            for n in spec.nodes
+        }
+        self.runtimes = {
+            n.name: NodeRuntime(f"{n.name}-runtime", NodeRuntimeArgs(
+                spec, n, connections[n.name], self.hypervisor.domains[n.name]), opts=child)
+            for n in spec.nodes
+        }
+
+        first, *other_control_planes = spec.control_plane_nodes
+        self.control_plane = ControlPlane("control-plane", ControlPlaneArgs(
+            spec, first, connections[first.name], self.runtimes[first.name].ready, self.pki,
+            [n.name for n in spec.nodes if n is not first]), opts=child)
+
+        self.joins: dict[str, NodeJoin] = {}
+        previous: pulumi.Resource = self.control_plane.init
+        for node in other_control_planes:
+            join = self._join(spec, node, connections, [previous])
+            previous = join.join
+        for node in spec.worker_nodes:
+            self._join(spec, node, connections, [])
+
+        self.kubernetes_provider = k8s.Provider(
+            "kubernetes",
+            kubeconfig=self.pki.kubeconfig,
+            enable_server_side_apply=True,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[previous]),
+        )
+        on_cluster = pulumi.ResourceOptions(parent=self, providers=[self.kubernetes_provider])
+        self.pod_network = PodNetwork("pod-network", PodNetworkArgs(spec), opts=on_cluster)
+        self.sandbox_classes = SandboxClasses("sandbox-classes", SandboxClassesArgs(spec),
+                                              opts=on_cluster)
+        pool_nodes_ready = {
+            runtime: [self.pod_network.daemonset,
+                      *(self.joins[n.name].join for n in spec.worker_nodes
+                        if runtime in n.pool.runtimes)]
+            for runtime in spec.enabled_sandboxes
+        }
+        self.samples = SampleWorkloads("samples", SampleWorkloadsArgs(
+            spec, self.sandbox_classes.runtime_classes, pool_nodes_ready), opts=on_cluster)
+
+        self.kubeconfig = self.pki.kubeconfig
+        self.register_outputs({
+            "kubeconfig": self.kubeconfig,
+            "endpoint": spec.control_plane_endpoint,
+        })
+
+    def _join(self, spec: ClusterSpec, node: NodeSpec,
+              connections: dict[str, remote.ConnectionArgs],
+              extra: list[pulumi.Resource]) -> NodeJoin:
+        join = NodeJoin(f"{node.name}-join", NodeJoinArgs(
+            spec, node, connections[node.name], self.pki,
+            after=[*self.runtimes[node.name].ready, self.control_plane.bootstrap_token, *extra]),
+            opts=pulumi.ResourceOptions(parent=self))
+        self.joins[node.name] = join
+        return join

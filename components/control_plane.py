@@ -1,0 +1,87 @@
+"""kubeadm init on the first control-plane node, and the join token every later join needs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+from pulumi_command import remote
+
+from components.pki import ClusterPki
+from components.remote import script_step
+from components.render.kubeadm import (
+    ClusterConfig,
+    NodeRegistration,
+    render_init_config,
+    render_kube_vip_manifest,
+)
+from components.spec import ClusterSpec, NodeSpec
+
+KUBE_VIP_IMAGE = "ghcr.io/kube-vip/kube-vip"
+NODE_INTERFACE = "eth0"  # named by our cloud-init network-config
+
+
+def node_registration(node: NodeSpec) -> NodeRegistration:
+    return NodeRegistration(
+        name=node.name,
+        labels=node.pool.node_labels,
+        taints=tuple((t.key, t.value, t.effect) for t in node.pool.node_taints),
+        control_plane=node.pool.is_control_plane,
+    )
+
+
+def cluster_config(spec: ClusterSpec) -> ClusterConfig:
+    sans = [str(n.ip) for n in spec.control_plane_nodes] + [n.name for n in
+                                                            spec.control_plane_nodes]
+    if spec.network.control_plane_vip is not None:
+        sans.insert(0, str(spec.network.control_plane_vip))
+    k8s = spec.kubernetes
+    return ClusterConfig(k8s.version, k8s.cluster_name, spec.control_plane_endpoint,
+                         str(k8s.pod_cidr), str(k8s.service_cidr), tuple(sans))
+
+
+def kube_vip_manifest(spec: ClusterSpec, kubeconfig: str) -> str:
+    assert spec.network.control_plane_vip is not None
+    return render_kube_vip_manifest(str(spec.network.control_plane_vip), NODE_INTERFACE,
+                                    f"{KUBE_VIP_IMAGE}:{spec.kube_vip_version}", kubeconfig)
+
+
+@dataclass(frozen=True)
+class ControlPlaneArgs:
+    spec: ClusterSpec
+    node: NodeSpec
+    connection: pulumi.Input[remote.ConnectionArgs]
+    node_ready: Sequence[pulumi.Resource]
+    pki: ClusterPki
+    joining_nodes: Sequence[str]
+
+
+class ControlPlane(pulumi.ComponentResource):
+    def __init__(self, name: str, args: ControlPlaneArgs,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("sandboxed-k8s:kubeadm:ControlPlane", name, None, opts)
+        spec, node = args.spec, args.node
+        registration = node_registration(node)
+        config = cluster_config(spec)
+        init_config = args.pki.join_token.apply(
+            lambda token: render_init_config(config, registration, str(node.ip), token,
+                                             spec.kubernetes.token_ttl))
+        files: dict[str, pulumi.Input[str]] = {"KUBEADM_CONFIG": init_config,
+                                               **args.pki.files()}
+        if spec.ha:
+            files["KUBE_VIP_BOOTSTRAP"] = kube_vip_manifest(
+                spec, "/etc/kubernetes/super-admin.conf")
+            files["KUBE_VIP"] = kube_vip_manifest(spec, "/etc/kubernetes/admin.conf")
+        self.init = script_step(f"{node.name}-kubeadm-init", "kubeadm-init.sh", args.connection,
+                                {}, files=files, parent=self, depends_on=args.node_ready,
+                                sensitive=True)
+        # Re-runs whenever the set of joining nodes changes, re-creating the short-lived
+        # token for nodes added after it expired.
+        self.bootstrap_token = script_step(
+            f"{node.name}-bootstrap-token", "bootstrap-token.sh", args.connection,
+            {"TOKEN_TTL": spec.kubernetes.token_ttl},
+            files={"TOKEN": args.pki.join_token},
+            triggers=sorted(args.joining_nodes),
+            parent=self, depends_on=[self.init], sensitive=True)
+        self.register_outputs({"endpoint": spec.control_plane_endpoint})

@@ -1,0 +1,47 @@
+"""kubeadm join for one node: a worker, or (HA) a further control plane."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+from pulumi_command import remote
+
+from components.control_plane import kube_vip_manifest, node_registration
+from components.pki import ClusterPki
+from components.remote import script_step
+from components.render.kubeadm import render_join_config
+from components.spec import ClusterSpec, NodeSpec
+
+
+@dataclass(frozen=True)
+class NodeJoinArgs:
+    spec: ClusterSpec
+    node: NodeSpec
+    connection: pulumi.Input[remote.ConnectionArgs]
+    pki: ClusterPki
+    # The node's own runtime install and the control plane's token (and, for HA control
+    # planes, the previous control-plane join: etcd members are added one at a time).
+    after: Sequence[pulumi.Resource]
+
+
+class NodeJoin(pulumi.ComponentResource):
+    def __init__(self, name: str, args: NodeJoinArgs,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("sandboxed-k8s:kubeadm:NodeJoin", name, None, opts)
+        spec, node, pki = args.spec, args.node, args.pki
+        registration = node_registration(node)
+        endpoint = spec.control_plane_endpoint
+        join_config = pulumi.Output.all(pki.join_token, pki.ca_cert_hash).apply(
+            lambda v: render_join_config(registration, endpoint, v[0], v[1], str(node.ip)))
+        files: dict[str, pulumi.Input[str]] = {"KUBEADM_JOIN_CONFIG": join_config}
+        params = {"CONTROL_PLANE": "1" if node.pool.is_control_plane else "0"}
+        if node.pool.is_control_plane:
+            files.update(pki.files())
+            if spec.ha:
+                files["KUBE_VIP"] = kube_vip_manifest(spec, "/etc/kubernetes/admin.conf")
+        self.join = script_step(f"{node.name}-kubeadm-join", "kubeadm-join.sh", args.connection,
+                                params, files=files, parent=self, depends_on=args.after,
+                                sensitive=True)
+        self.register_outputs({})

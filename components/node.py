@@ -1,0 +1,109 @@
+"""Per node: the remote steps that turn a booted VM into a node ready for kubeadm.
+
+wait for cloud-init -> preflight -> (containerd+runc+CNI | gVisor | Kata | kube tools, in
+parallel) -> containerd config (needs every runtime it names) -> ready.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+from pulumi_command import remote
+
+from components.remote import script_step
+from components.render.containerd import (
+    config_version_for,
+    render_containerd_config,
+    render_runsc_toml,
+)
+from components.spec import ClusterSpec, NodeSpec
+
+MIN_FREE_GIB = 5
+
+
+@dataclass(frozen=True)
+class NodeRuntimeArgs:
+    spec: ClusterSpec
+    node: NodeSpec
+    connection: pulumi.Input[remote.ConnectionArgs]
+    domain: pulumi.Resource
+
+
+def artifact_params(prefix: str, artifact_version: str, checksum: str,
+                    base_url: str) -> dict[str, str]:
+    algorithm, _, digest = checksum.partition(":")
+    return {f"{prefix}_VERSION": artifact_version, f"{prefix}_{algorithm.upper()}": digest,
+            f"{prefix}_BASE_URL": base_url}
+
+
+def containerd_configs(spec: ClusterSpec, node: NodeSpec) -> dict[str, str]:
+    """Both schema versions; the node script installs the one its containerd reads."""
+    # Validates the pinned version is one we can render for (raises otherwise).
+    config_version_for(spec.containerd.version)
+    return {f"CONTAINERD_CONFIG_V{v}": render_containerd_config(v, node.handlers)
+            for v in (2, 3)}
+
+
+class NodeRuntime(pulumi.ComponentResource):
+    def __init__(self, name: str, args: NodeRuntimeArgs,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("sandboxed-k8s:node:NodeRuntime", name, None, opts)
+        spec, node, conn = args.spec, args.node, args.connection
+        n = node.name
+
+        def step(suffix: str, script: str, params: dict[str, str],
+                 after: list[pulumi.Resource], files: dict[str, str] | None = None
+                 ) -> remote.Command:
+            return script_step(f"{n}-{suffix}", script, conn, params, parent=self,
+                               depends_on=after, files=files)
+
+        self.wait = step("wait-cloud-init", "wait-cloud-init.sh", {}, [args.domain])
+        self.preflight = step("preflight", "preflight.sh", {
+            "REQUIRE_GVISOR": "1" if "gvisor" in node.pool.runtimes else "0",
+            "REQUIRE_KVM": "1" if node.pool.needs_kvm else "0",
+            "MIN_FREE_GIB": str(MIN_FREE_GIB),
+        }, [self.wait])
+        self.containerd = step("containerd", "install-containerd.sh", {
+            **artifact_params("CONTAINERD", spec.containerd.version, spec.containerd.checksum,
+                              spec.containerd.base_url),
+            **artifact_params("RUNC", spec.runc.version, spec.runc.checksum, spec.runc.base_url),
+            **artifact_params("CNI_PLUGINS", spec.cni_plugins.version, spec.cni_plugins.checksum,
+                              spec.cni_plugins.base_url),
+        }, [self.preflight])
+        runtime_steps: list[pulumi.Resource] = [self.containerd]
+        self.gvisor: remote.Command | None = None
+        self.kata: remote.Command | None = None
+        if "gvisor" in node.pool.runtimes:
+            g = spec.gvisor
+            self.gvisor = step("gvisor", "install-gvisor.sh", {
+                "GVISOR_RELEASE": g.release, "GVISOR_BASE_URL": g.base_url,
+                "GVISOR_LAYOUT": g.layout,
+                "RUNSC_SHA512": g.checksums.get("runsc", ""),
+                "SHIM_SHA512": g.checksums.get("containerd-shim-runsc-v1", ""),
+            }, [self.preflight])
+            runtime_steps.append(self.gvisor)
+        if "kata" in node.pool.runtimes:
+            k = spec.kata.artifact
+            self.kata = step("kata", "install-kata.sh",
+                             artifact_params("KATA", k.version, k.checksum, k.base_url),
+                             [self.preflight])
+            runtime_steps.append(self.kata)
+
+        files = containerd_configs(spec, node)
+        if "gvisor" in node.pool.runtimes:
+            files["RUNSC_TOML"] = render_runsc_toml(spec.gvisor.platform, spec.gvisor.flags)
+        self.containerd_config = step("containerd-config", "configure-containerd.sh",
+                                      {"HANDLERS": " ".join(node.handlers)}, runtime_steps, files)
+        k8s = spec.kubernetes
+        self.kubernetes_tools = step("kubernetes-tools", "install-kubernetes.sh", {
+            "K8S_VERSION": k8s.version, "K8S_BASE_URL": k8s.kubeadm.base_url,
+            "KUBEADM_SHA256": k8s.kubeadm.checksum.partition(":")[2],
+            "KUBELET_SHA256": k8s.kubelet.checksum.partition(":")[2],
+            "KUBECTL_SHA256": k8s.kubectl.checksum.partition(":")[2],
+            **artifact_params("CRICTL", spec.crictl.version, spec.crictl.checksum,
+                              spec.crictl.base_url),
+        }, [self.preflight])
+        # What kubeadm init/join must wait for: every runtime installed and configured.
+        self.ready: list[pulumi.Resource] = [self.containerd_config, self.kubernetes_tools]
+        self.register_outputs({})

@@ -1,0 +1,151 @@
+"""kubeadm configuration (v1beta4, Kubernetes >= 1.31) and the kube-vip static pod, as YAML."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import yaml
+
+KUBEADM_API = "kubeadm.k8s.io/v1beta4"
+CRI_SOCKET = "unix:///run/containerd/containerd.sock"
+CONTROL_PLANE_TAINT = {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}
+KUBE_VIP_MANIFEST = "/etc/kubernetes/manifests/kube-vip.yaml"
+
+
+@dataclass(frozen=True)
+class NodeRegistration:
+    name: str
+    labels: Mapping[str, str]
+    # (key, value, effect); a control-plane node also gets kubeadm's control-plane taint.
+    taints: Sequence[tuple[str, str, str]]
+    control_plane: bool
+
+    def render(self) -> dict[str, object]:
+        taints: list[dict[str, str]] = [dict(CONTROL_PLANE_TAINT)] if self.control_plane else []
+        taints += [{"key": k, "value": v, "effect": e} if v else {"key": k, "effect": e}
+                   for k, v, e in self.taints]
+        registration: dict[str, object] = {"name": self.name, "criSocket": CRI_SOCKET,
+                                           "taints": taints}
+        if self.labels:
+            # Labels and taints are set as the kubelet registers, so no pod can race onto a
+            # node before its pool's identity (and so its RuntimeClass match) exists.
+            labels = ",".join(f"{k}={v}" for k, v in sorted(self.labels.items()))
+            registration["kubeletExtraArgs"] = [{"name": "node-labels", "value": labels}]
+        return registration
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    kubernetes_version: str
+    cluster_name: str
+    control_plane_endpoint: str
+    pod_cidr: str
+    service_cidr: str
+    cert_sans: Sequence[str] = field(default=())
+
+
+def _kubelet_configuration() -> dict[str, object]:
+    return {
+        "apiVersion": "kubelet.config.k8s.io/v1beta1",
+        "kind": "KubeletConfiguration",
+        "cgroupDriver": "systemd",
+        # NetworkPolicy always lets a pod reach its own node: the kubelet API must not trust
+        # anonymous callers and must ask the API server who may do what.
+        "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True}},
+        "authorization": {"mode": "Webhook"},
+    }
+
+
+def _dump_all(documents: Sequence[Mapping[str, object]]) -> str:
+    return yaml.safe_dump_all(documents, sort_keys=False, default_flow_style=False, width=4096)
+
+
+def render_init_config(cluster: ClusterConfig, node: NodeRegistration, advertise_address: str,
+                       token: str, token_ttl: str) -> str:
+    """kubeadm init --config: InitConfiguration + ClusterConfiguration + KubeletConfiguration."""
+    init = {
+        "apiVersion": KUBEADM_API,
+        "kind": "InitConfiguration",
+        "bootstrapTokens": [{
+            "token": token,
+            "ttl": token_ttl,
+            "usages": ["signing", "authentication"],
+            "groups": ["system:bootstrappers:kubeadm:default-node-token"],
+        }],
+        "localAPIEndpoint": {"advertiseAddress": advertise_address, "bindPort": 6443},
+        "nodeRegistration": node.render(),
+    }
+    cluster_config = {
+        "apiVersion": KUBEADM_API,
+        "kind": "ClusterConfiguration",
+        "kubernetesVersion": f"v{cluster.kubernetes_version}",
+        "clusterName": cluster.cluster_name,
+        "controlPlaneEndpoint": cluster.control_plane_endpoint,
+        "networking": {"podSubnet": cluster.pod_cidr, "serviceSubnet": cluster.service_cidr},
+        "apiServer": {"certSANs": list(cluster.cert_sans)},
+    }
+    return _dump_all([init, cluster_config, _kubelet_configuration()])
+
+
+def render_join_config(node: NodeRegistration, api_endpoint: str, token: str,
+                       ca_cert_hash: str, advertise_address: str) -> str:
+    """kubeadm join --config; discovery is pinned to the cluster CA's public key hash."""
+    join: dict[str, object] = {
+        "apiVersion": KUBEADM_API,
+        "kind": "JoinConfiguration",
+        "discovery": {"bootstrapToken": {
+            "apiServerEndpoint": api_endpoint,
+            "token": token,
+            "caCertHashes": [ca_cert_hash],
+        }},
+        "nodeRegistration": node.render(),
+    }
+    if node.control_plane:
+        # The CA, front-proxy CA, etcd CA and service-account keys are placed by the join
+        # script beforehand, so no --certificate-key / upload-certs secret travels the API.
+        join["controlPlane"] = {"localAPIEndpoint": {"advertiseAddress": advertise_address,
+                                                     "bindPort": 6443}}
+    return _dump_all([join])
+
+
+def render_kube_vip_manifest(vip: str, interface: str, image: str, kubeconfig: str) -> str:
+    """Static pod holding the control-plane virtual IP (ARP mode, leader election).
+
+    During the first `kubeadm init`, admin.conf has no RBAC yet, so kube-vip must use
+    super-admin.conf there; the init script re-renders it with admin.conf afterwards.
+    """
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "kube-vip", "namespace": "kube-system"},
+        "spec": {
+            "hostNetwork": True,
+            "hostAliases": [{"ip": "127.0.0.1", "hostnames": ["kubernetes"]}],
+            "containers": [{
+                "name": "kube-vip",
+                "image": image,
+                "imagePullPolicy": "IfNotPresent",
+                "args": ["manager"],
+                "env": [
+                    {"name": "vip_arp", "value": "true"},
+                    {"name": "port", "value": "6443"},
+                    {"name": "vip_interface", "value": interface},
+                    {"name": "vip_cidr", "value": "32"},
+                    {"name": "cp_enable", "value": "true"},
+                    {"name": "cp_namespace", "value": "kube-system"},
+                    {"name": "vip_leaderelection", "value": "true"},
+                    {"name": "vip_leasename", "value": "plndr-cp-lock"},
+                    {"name": "vip_leaseduration", "value": "5"},
+                    {"name": "vip_renewdeadline", "value": "3"},
+                    {"name": "vip_retryperiod", "value": "1"},
+                    {"name": "address", "value": vip},
+                ],
+                "securityContext": {"capabilities": {"add": ["NET_ADMIN", "NET_RAW"]}},
+                "volumeMounts": [{"name": "kubeconfig", "mountPath": "/etc/kubernetes/admin.conf"}],
+            }],
+            "volumes": [{"name": "kubeconfig",
+                         "hostPath": {"path": kubeconfig, "type": "FileOrCreate"}}],
+        },
+    }
+    return _dump_all([pod])

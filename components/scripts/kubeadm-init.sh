@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Initialises the first control plane with kubeadm from the rendered config and the program's
+# PKI. Already initialised and healthy: nothing is done. Half initialised (an earlier run
+# failed part-way): reset, then init again, so the next run converges.
+# Parameters: KUBEADM_CONFIG_B64, the PKI_FILES parameters (see lib.sh),
+#             [KUBE_VIP_BOOTSTRAP_B64 KUBE_VIP_B64] (HA: the VIP static pod during/after init)
+set -euo pipefail
+# shellcheck source=lib.sh
+declare -F fetch_verified >/dev/null || source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+SCRIPT_NAME=kubeadm-init
+require_root
+require_params KUBEADM_CONFIG_B64
+config=/etc/kubernetes/sandboxed-k8s/kubeadm-init.yaml
+admin=/etc/kubernetes/admin.conf
+manifests=/etc/kubernetes/manifests
+
+api_ready() {
+  [[ -f $admin ]] && kubectl --kubeconfig "$admin" get --raw=/readyz >/dev/null 2>&1
+}
+
+if api_ready; then
+  log "control plane already initialised"
+else
+  if [[ -e $manifests/kube-apiserver.yaml || -f /etc/kubernetes/kubelet.conf ]]; then
+    log "found a half-initialised control plane; resetting it before init"
+    kubeadm reset --force
+  fi
+  install_pki
+  write_secret_file "$config" KUBEADM_CONFIG_B64
+  if [[ -n ${KUBE_VIP_BOOTSTRAP_B64:-} ]]; then
+    mkdir -p "$manifests"
+    decode_param KUBE_VIP_BOOTSTRAP_B64 | write_if_changed "$manifests/kube-vip.yaml" 0600 || true
+  fi
+  kubeadm init --config "$config"
+fi
+install_pki
+write_secret_file "$config" KUBEADM_CONFIG_B64
+if [[ -n ${KUBE_VIP_B64:-} ]]; then
+  decode_param KUBE_VIP_B64 | write_if_changed "$manifests/kube-vip.yaml" 0600 || true
+fi
+
+for _ in $(seq 60); do
+  api_ready && break
+  sleep 5
+done
+api_ready || die "the API server did not become ready; see: crictl ps -a; journalctl -u kubelet"
+log "control plane ready"

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Checks what the node's runtimes and kubeadm need; names every unmet requirement, then fails.
+# Parameters: REQUIRE_GVISOR (0|1), REQUIRE_KVM (0|1), MIN_FREE_GIB (free space under /var).
+set -euo pipefail
+# shellcheck source=lib.sh
+declare -F fetch_verified >/dev/null || source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+SCRIPT_NAME=preflight
+
+REQUIRE_GVISOR=${REQUIRE_GVISOR:-0}
+REQUIRE_KVM=${REQUIRE_KVM:-0}
+MIN_FREE_GIB=${MIN_FREE_GIB:-5}
+PROC_ROOT=${PROC_ROOT:-/proc}
+SYS_ROOT=${SYS_ROOT:-/sys}
+problems=()
+
+kernel=$(uname -r)
+if [[ $REQUIRE_GVISOR == 1 ]]; then
+  IFS=.- read -r major minor _ <<<"$kernel"
+  if ((major < 5 || (major == 5 && minor < 6))); then
+    problems+=("kernel $kernel is older than 5.6, which gVisor's systrap platform needs")
+  fi
+fi
+
+if [[ ! -f $SYS_ROOT/fs/cgroup/cgroup.controllers ]]; then
+  problems+=("cgroup v2 is not mounted at $SYS_ROOT/fs/cgroup (unified hierarchy required)")
+fi
+
+for module in overlay br_netfilter; do
+  if [[ ! -d $SYS_ROOT/module/$module ]]; then
+    problems+=("kernel module $module is not loaded")
+  fi
+done
+
+for entry in net.bridge.bridge-nf-call-iptables net.ipv4.ip_forward; do
+  file=$PROC_ROOT/sys/${entry//.//}
+  value=$(cat "$file" 2>/dev/null || echo missing)
+  if [[ $value != 1 ]]; then
+    problems+=("sysctl $entry is $value, must be 1")
+  fi
+done
+
+if [[ -n $(tail -n +2 "$PROC_ROOT/swaps" 2>/dev/null) ]]; then
+  problems+=("swap is on; the kubelet refuses to start with swap")
+fi
+
+free_kib=$(df -Pk /var | awk 'NR == 2 { print $4 }')
+if ((free_kib < MIN_FREE_GIB * 1024 * 1024)); then
+  problems+=("only $((free_kib / 1024 / 1024)) GiB free under /var, need $MIN_FREE_GIB GiB")
+fi
+
+if [[ $REQUIRE_KVM == 1 && ! -c /dev/kvm ]]; then
+  problems+=("/dev/kvm is missing: Kata needs nested virtualisation (libvirt cpu mode host-passthrough on a host with nested KVM enabled)")
+fi
+
+if ((${#problems[@]} > 0)); then
+  for problem in "${problems[@]}"; do
+    log "unmet: $problem"
+  done
+  die "${#problems[@]} preflight requirement(s) unmet"
+fi
+log "all requirements met (kernel $kernel)"
