@@ -288,13 +288,11 @@ DEFAULTS: dict[str, Any] = {
              "baseUrl": "https://github.com/kata-containers/kata-containers/releases/download",
              "overhead": {"cpu": "250m", "memory": "320Mi"}},
     "kubeVip": {"version": "v0.9.2"},
+    # The classic topology: master + worker1 (gVisor) + worker2 (plain runc).
     "pools": [
-        {"name": "master", "role": "control-plane", "count": 1, "cpu": 2, "memoryMiB": 4096,
-         "diskGiB": 20},
-        {"name": "worker1", "role": "worker", "count": 1, "cpu": 2, "memoryMiB": 4096,
-         "diskGiB": 20, "runtimes": ["gvisor"]},
-        {"name": "worker2", "role": "worker", "count": 1, "cpu": 2, "memoryMiB": 4096,
-         "diskGiB": 20},
+        {"name": "control-plane", "role": "control-plane", "names": ["master"]},
+        {"name": "gvisor", "role": "worker", "names": ["worker1"], "runtimes": ["gvisor"]},
+        {"name": "plain", "role": "worker", "names": ["worker2"]},
     ],
 }
 

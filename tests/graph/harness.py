@@ -42,7 +42,7 @@ def _pem(kind: str, seed: str, n: int = 96) -> str:
     return f"-----BEGIN {kind}-----\n{body}\n-----END {kind}-----\n"
 
 
-def fake_state(typ: str, name: str) -> dict[str, Any]:
+def fake_state(typ: str, name: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
     """Deterministic stand-ins for what providers compute (keys, certificates, random)."""
     if typ == "tls:index/privateKey:PrivateKey":
         key = base64.b64encode(_fake_bytes(name, 51)).decode()
@@ -60,7 +60,8 @@ def fake_state(typ: str, name: str) -> dict[str, Any]:
     if typ == "random:index/randomString:RandomString":
         alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
         digest = _fake_bytes("random/" + name, 64)
-        return {"result": "".join(alphabet[b % len(alphabet)] for b in digest[:16])}
+        length = int(inputs.get("length", 16))
+        return {"result": "".join(alphabet[b % len(alphabet)] for b in digest[:length])}
     return {}
 
 
@@ -93,7 +94,8 @@ class Registration:
 
     @property
     def inputs(self) -> dict[str, Any]:
-        return unwrap(self.raw_inputs)
+        inputs: dict[str, Any] = unwrap(self.raw_inputs)
+        return inputs
 
 
 @dataclass
@@ -116,8 +118,7 @@ class Graph:
         """What a resource waits for: explicit/implicit dependencies and its provider."""
         r = self.by_urn()[urn]
         deps = set(r.dependencies)
-        if r.provider:
-            deps.add(r.provider.split("::")[0] if "::" in r.provider else r.provider)
+        if r.provider:  # "<provider urn>::<provider id>"
             deps.add(r.provider.rsplit("::", 1)[0])
         return deps
 
@@ -133,7 +134,7 @@ class Graph:
             current = stack.pop()
             for dep in self.edges(current) if current in index else set():
                 for target in [dep, *self._descendants(dep, children)]:
-                    if target not in seen:
+                    if target not in seen and target in index:
                         seen.add(target)
                         stack.append(target)
         return seen
@@ -153,8 +154,8 @@ class RecordingMonitor(MockMonitor):
         super().__init__(mocks)
         self.graph = graph
 
-    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
-        response = super().RegisterResource(request)
+    def RegisterResource(self, request: Any) -> Any:
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type != "pulumi:pulumi:Stack":
             self.graph.resources.append(Registration(
                 urn=response.urn, type=request.type, name=request.name,
@@ -164,22 +165,23 @@ class RecordingMonitor(MockMonitor):
                 additional_secret_outputs=list(request.additionalSecretOutputs)))
         return response
 
-    def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802
-        return super().RegisterResourceOutputs(request)
+    def RegisterResourceOutputs(self, request: Any) -> Any:
+        return super().RegisterResourceOutputs(request)  # type: ignore[no-untyped-call]
 
 
 class FakeProviders(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        return f"{args.name}-id", {**args.inputs, **fake_state(args.typ, args.name)}
+        return f"{args.name}-id", {**args.inputs, **fake_state(args.typ, args.name, args.inputs)}
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
-        return {}
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[Any, Any], None]:
+        return {}, None
 
 
 def stack_config(stack: str) -> dict[str, Any]:
     """The `config:` block of stacks/Pulumi.<stack>.yaml."""
     document = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text())
-    return dict(document.get("config") or {})
+    config: dict[str, Any] = document.get("config") or {}
+    return config
 
 
 def engine_config(config: Mapping[str, Any]) -> dict[str, str]:
@@ -196,7 +198,10 @@ def run_program(config: Mapping[str, Any], stack: str = "test") -> Graph:
                              monitor=RecordingMonitor(FakeProviders(), graph))
     settings.SETTINGS.rpc_manager.clear()
     settings.SETTINGS.outputs.clear()
-    _sync_await(run_pulumi_func(lambda: runpy.run_path(str(ROOT / "__main__.py"))))
+    def program() -> None:
+        runpy.run_path(str(ROOT / "__main__.py"))
+
+    _sync_await(run_pulumi_func(program))
     root = settings.get_root_resource()
     for key, value in (getattr(root, "outputs", None) or {}).items():
         output = pulumi.Output.from_input(value)

@@ -1,0 +1,283 @@
+"""The whole program under mocks, per stack: what is declared and how it is ordered."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import re
+import shlex
+from typing import Any
+
+import yaml
+
+from components.spec import (
+    POOL_LABEL,
+    SANDBOX_HANDLERS,
+    SANDBOX_TAINT_KEY,
+    sandbox_label,
+)
+from tests.graph.conftest import stack_graph
+from tests.graph.harness import Graph, Registration
+
+COMMAND = "command:remote:Command"
+DOMAIN = "libvirt:index/domain:Domain"
+RUNTIME_CLASS = "kubernetes:node.k8s.io/v1:RuntimeClass"
+POD = "kubernetes:core/v1:Pod"
+K8S_PROVIDER = "pulumi:providers:kubernetes"
+
+EXPECTED_COUNTS = {
+    "dev": {"libvirt:index/network:Network": 1, "libvirt:index/volume:Volume": 4,
+            "libvirt:index/cloudInitDisk:CloudInitDisk": 3, DOMAIN: 3, COMMAND: 20,
+            RUNTIME_CLASS: 1, POD: 1, "pulumi:providers:libvirt": 1, K8S_PROVIDER: 1},
+    "ha": {"libvirt:index/network:Network": 1, "libvirt:index/volume:Volume": 7,
+           "libvirt:index/cloudInitDisk:CloudInitDisk": 6, DOMAIN: 6, COMMAND: 40,
+           RUNTIME_CLASS: 2, POD: 2, "pulumi:providers:libvirt": 1, K8S_PROVIDER: 1},
+}
+NODES = {
+    "dev": {"master": "control-plane", "worker1": "gvisor", "worker2": "plain"},
+    "ha": {"control-plane-1": "control-plane", "control-plane-2": "control-plane",
+           "control-plane-3": "control-plane", "gvisor-1": "gvisor", "gvisor-2": "gvisor",
+           "kata-1": "kata"},
+}
+
+
+def command(graph: Graph, name: str) -> Registration:
+    return graph.named(name, COMMAND)
+
+
+def script_params(reg: Registration) -> dict[str, str]:
+    """The exported parameters at the top of a command's stdin."""
+    params = {}
+    for line in reg.inputs["stdin"].splitlines():
+        if line.startswith("export "):
+            key, _, value = line[len("export "):].partition("=")
+            params[key] = shlex.split(value)[0] if value else ""
+    return params
+
+
+def shipped_yaml(reg: Registration, param: str) -> list[Any]:
+    text = base64.b64decode(script_params(reg)[param]).decode()
+    return list(yaml.safe_load_all(text))
+
+
+def registration_of(graph: Graph, node: str) -> dict[str, Any]:
+    name, param = ((f"{node}-kubeadm-init", "KUBEADM_CONFIG_B64")
+                   if any(r.name == f"{node}-kubeadm-init" for r in graph.resources)
+                   else (f"{node}-kubeadm-join", "KUBEADM_JOIN_CONFIG_B64"))
+    docs = shipped_yaml(command(graph, name), param)
+    return next(d["nodeRegistration"] for d in docs if "nodeRegistration" in d)
+
+
+def node_labels(registration: dict[str, Any]) -> dict[str, str]:
+    args = {a["name"]: a["value"] for a in registration.get("kubeletExtraArgs", [])}
+    pairs = [p.split("=", 1) for p in args.get("node-labels", "").split(",") if p]
+    return {k: v for k, v in pairs}
+
+
+def test_resource_counts(graph: Graph, stack: str) -> None:
+    for typ, expected in EXPECTED_COUNTS[stack].items():
+        assert len(graph.of_type(typ)) == expected, typ
+
+
+def test_one_domain_per_node_with_pool_sizing(graph: Graph, stack: str) -> None:
+    domains = {d.name: d.inputs for d in graph.of_type(DOMAIN)}
+    assert set(domains) == set(NODES[stack])
+    for name, inputs in domains.items():
+        assert inputs["name"] == f"{stack}-{name}"
+        assert inputs["vcpu"] >= 2 and inputs["memory"] >= 1700
+        passthrough = inputs.get("cpu", {}).get("mode") == "host-passthrough"
+        assert passthrough == (NODES[stack][name] == "kata"), name
+        nic = inputs["networkInterfaces"][0]
+        assert re.fullmatch(r"52:54:00(:[0-9a-f]{2}){3}", nic["mac"])
+        assert nic["addresses"] and nic["waitForLease"] is False
+
+
+def test_sample_pod_runs_in_its_class(graph: Graph, stack: str) -> None:
+    pods = {p.inputs["metadata"]["name"]: p.inputs for p in graph.of_type(POD)}
+    classes = {c.inputs["metadata"]["name"]: c.inputs for c in graph.of_type(RUNTIME_CLASS)}
+    assert set(pods) == {f"nginx-{c}" for c in classes}
+    for name, cls in classes.items():
+        assert cls["handler"] == SANDBOX_HANDLERS[name]
+        assert set(cls["overhead"]["podFixed"]) == {"cpu", "memory"}
+        pod = pods[f"nginx-{name}"]
+        assert pod["spec"]["runtimeClassName"] == name
+        assert pod["spec"]["containers"][0]["image"].split(":")[0].endswith("nginx")
+
+
+def test_classic_gvisor_pod() -> None:
+    graph = stack_graph("dev")
+    gvisor = graph.named("gvisor", RUNTIME_CLASS).inputs
+    assert gvisor["handler"] == "runsc"
+    pod = graph.named("nginx-gvisor", POD).inputs
+    assert pod["spec"]["runtimeClassName"] == "gvisor"
+    # It can only land on worker1: the only node carrying the class's selector label.
+    selector = gvisor["scheduling"]["nodeSelector"]
+    matching = [n for n in NODES["dev"]
+                if selector.items() <= node_labels(registration_of(graph, n)).items()]
+    assert matching == ["worker1"]
+
+
+def test_runtime_class_scheduling_matches_its_pool_exactly(graph: Graph, stack: str) -> None:
+    for cls in graph.of_type(RUNTIME_CLASS):
+        runtime = cls.inputs["metadata"]["name"]
+        scheduling = cls.inputs["scheduling"]
+        assert scheduling["nodeSelector"] == {sandbox_label(runtime): "true"}
+        for node, pool in NODES[stack].items():
+            registration = registration_of(graph, node)
+            labels = node_labels(registration)
+            selected = scheduling["nodeSelector"].items() <= labels.items()
+            assert selected == (pool == runtime), (runtime, node)
+            if selected:
+                sandbox_taints = [t for t in registration["taints"]
+                                  if t["key"] == SANDBOX_TAINT_KEY]
+                assert len(sandbox_taints) == 1
+                assert scheduling["tolerations"] == [{**sandbox_taints[0], "operator": "Equal"}]
+
+
+def test_plain_pools_carry_no_sandbox_taint(graph: Graph, stack: str) -> None:
+    for node, pool in NODES[stack].items():
+        registration = registration_of(graph, node)
+        labels = node_labels(registration)
+        assert labels[POOL_LABEL] == pool
+        has_taint = any(t["key"] == SANDBOX_TAINT_KEY for t in registration["taints"])
+        assert has_taint == (pool in SANDBOX_HANDLERS), node
+
+
+def test_installs_depend_on_their_own_domain_only(graph: Graph, stack: str) -> None:
+    for node in NODES[stack]:
+        install = command(graph, f"{node}-containerd")
+        domains = {graph.by_urn()[u].name for u in graph.ancestors(install.urn)
+                   if graph.by_urn()[u].type == DOMAIN}
+        assert domains == {node}
+
+
+def test_init_and_joins_wait_for_their_runtime_install(graph: Graph, stack: str) -> None:
+    init = next(r for r in graph.of_type(COMMAND) if r.name.endswith("-kubeadm-init"))
+    for node, pool in NODES[stack].items():
+        step = graph.named(f"{node}-kubeadm-init" if init.name.startswith(f"{node}-")
+                           else f"{node}-kubeadm-join", COMMAND)
+        needed = [f"{node}-containerd-config", f"{node}-kubernetes-tools"]
+        needed += {"gvisor": [f"{node}-gvisor"], "kata": [f"{node}-kata"]}.get(pool, [])
+        for name in needed:
+            assert graph.depends_on(step, command(graph, name)), (step.name, name)
+        if step is not init:
+            assert graph.depends_on(step, init)
+
+
+def test_workers_install_while_control_plane_initialises(graph: Graph, stack: str) -> None:
+    init = next(r for r in graph.of_type(COMMAND) if r.name.endswith("-kubeadm-init"))
+    for node, pool in NODES[stack].items():
+        if pool == "control-plane":
+            continue
+        assert not graph.depends_on(command(graph, f"{node}-containerd-config"), init)
+        # A worker's runtime install never waits for another node's.
+        others = {f"{n}-containerd" for n in NODES[stack] if n != node}
+        names = {graph.by_urn()[u].name for u in
+                 graph.ancestors(command(graph, f"{node}-containerd-config").urn)}
+        assert not names & others
+
+
+def test_worker_joins_run_in_parallel(graph: Graph, stack: str) -> None:
+    workers = [n for n, p in NODES[stack].items() if p != "control-plane"]
+    for a in workers:
+        for b in workers:
+            if a != b:
+                assert not graph.depends_on(command(graph, f"{a}-kubeadm-join"),
+                                            command(graph, f"{b}-kubeadm-join"))
+
+
+def test_domains_are_created_in_parallel(graph: Graph) -> None:
+    domains = graph.of_type(DOMAIN)
+    for a in domains:
+        assert not any(graph.depends_on(a, b) for b in domains if b is not a)
+
+
+def test_control_planes_join_one_at_a_time(graph: Graph, stack: str) -> None:
+    planes = [n for n, p in NODES[stack].items() if p == "control-plane"]
+    # The first control plane runs init; the others join in turn.
+    for earlier, later in itertools.pairwise(planes[1:]):
+        assert graph.depends_on(command(graph, f"{later}-kubeadm-join"),
+                                command(graph, f"{earlier}-kubeadm-join"))
+
+
+def test_workload_waits_for_class_provider_and_pool_installs(graph: Graph, stack: str) -> None:
+    provider = graph.of_type(K8S_PROVIDER)[0]
+    for pod in graph.of_type(POD):
+        runtime = pod.inputs["spec"]["runtimeClassName"]
+        assert graph.depends_on(pod, graph.named(runtime, RUNTIME_CLASS))
+        assert graph.depends_on(pod, provider)
+        pool_nodes = [n for n, p in NODES[stack].items() if p == runtime]
+        assert pool_nodes
+        installer = {"gvisor": "gvisor", "kata": "kata"}[runtime]
+        for node in pool_nodes:
+            for step in (f"{node}-{installer}", f"{node}-containerd-config"):
+                assert graph.depends_on(pod, command(graph, step)), (pod.name, step)
+
+
+def test_kubernetes_resources_use_the_explicit_provider(graph: Graph) -> None:
+    provider = graph.of_type(K8S_PROVIDER)[0]
+    k8s = [r for r in graph.resources if r.type.startswith("kubernetes:")]
+    assert k8s
+    for r in k8s:
+        assert r.provider.startswith(provider.urn + "::"), r.name
+    assert graph.depends_on(provider, next(r for r in graph.of_type(COMMAND)
+                                           if r.name.endswith("-kubeadm-init")))
+
+
+def test_libvirt_resources_use_an_explicit_provider(graph: Graph) -> None:
+    for r in graph.resources:
+        if r.type.startswith("libvirt:"):
+            assert r.provider.startswith("urn:pulumi:") and "providers:libvirt" in r.provider
+
+
+def test_every_child_has_a_component_parent(graph: Graph) -> None:
+    for r in graph.resources:
+        if r.type != "sandboxed-k8s:index:SandboxedCluster":
+            assert "SandboxedCluster" in r.parent, r.name
+
+
+def test_scripts_rerun_when_parameters_change(graph: Graph) -> None:
+    # The command text is constant; the script and its parameters are on stdin, so any change
+    # to either changes an input and re-runs the step.
+    creates = {r.inputs["create"] for r in graph.of_type(COMMAND)}
+    assert len(creates) == 1
+    for r in graph.of_type(COMMAND):
+        assert "set -euo pipefail" in r.inputs["stdin"]
+
+
+def test_kubernetes_version_pinned_in_kubeadm_and_tools(graph: Graph, stack: str) -> None:
+    init = next(r for r in graph.of_type(COMMAND) if r.name.endswith("-kubeadm-init"))
+    cluster = next(d for d in shipped_yaml(init, "KUBEADM_CONFIG_B64")
+                   if d["kind"] == "ClusterConfiguration")
+    for node in NODES[stack]:
+        params = script_params(command(graph, f"{node}-kubernetes-tools"))
+        assert cluster["kubernetesVersion"] == f"v{params['K8S_VERSION']}"
+        assert re.fullmatch(r"[0-9a-f]{64}", params["KUBEADM_SHA256"])
+
+
+def test_ha_uses_a_virtual_ip_endpoint(graph: Graph, stack: str) -> None:
+    init = next(r for r in graph.of_type(COMMAND) if r.name.endswith("-kubeadm-init"))
+    cluster = next(d for d in shipped_yaml(init, "KUBEADM_CONFIG_B64")
+                   if d["kind"] == "ClusterConfiguration")
+    vip_manifest = script_params(init).get("KUBE_VIP_B64")
+    if stack == "ha":
+        assert cluster["controlPlaneEndpoint"] == "10.18.0.5:6443"
+        assert vip_manifest
+        for node in ("control-plane-2", "control-plane-3"):
+            join = shipped_yaml(command(graph, f"{node}-kubeadm-join"),
+                                "KUBEADM_JOIN_CONFIG_B64")[0]
+            assert "controlPlane" in join
+    else:
+        assert cluster["controlPlaneEndpoint"] == "10.17.0.10:6443"
+        assert vip_manifest is None
+
+
+def test_join_discovery_is_pinned_to_the_ca(graph: Graph, stack: str) -> None:
+    for node in NODES[stack]:
+        if any(r.name == f"{node}-kubeadm-init" for r in graph.resources):
+            continue
+        join = shipped_yaml(command(graph, f"{node}-kubeadm-join"), "KUBEADM_JOIN_CONFIG_B64")[0]
+        hashes = join["discovery"]["bootstrapToken"]["caCertHashes"]
+        assert len(hashes) == 1 and re.fullmatch(r"sha256:[0-9a-f]{64}", hashes[0])
+        assert re.fullmatch(r"[a-z0-9]{6}\.[a-z0-9]{16}",
+                            join["discovery"]["bootstrapToken"]["token"])

@@ -1,0 +1,44 @@
+"""Config handling of the program itself: invalid config fails before any resource exists."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from components.spec import ConfigError
+from tests.graph.harness import Graph, run_program, stack_config
+
+
+def test_invalid_config_registers_nothing() -> None:
+    config: dict[str, Any] = copy.deepcopy(stack_config("dev"))
+    config["sandboxed-k8s:pools"][1]["runtimes"] = ["firecracker"]
+    config["sandboxed-k8s:kubernetes"]["version"] = "latest"
+    config["sandboxed-k8s:colour"] = "blue"
+    graph = Graph()
+    with pytest.raises(ConfigError) as error:
+        graph = run_program(config, "dev")
+    message = str(error.value)
+    assert "pools[gvisor].runtimes[0]" in message
+    assert "kubernetes.version" in message
+    assert "colour: unknown key" in message
+    assert graph.resources == []
+
+
+def test_pool_on_a_second_hypervisor_gets_its_own_provider() -> None:
+    config: dict[str, Any] = copy.deepcopy(stack_config("dev"))
+    config["sandboxed-k8s:network"].update({"mode": "bridge", "bridge": "br0"})
+    config["sandboxed-k8s:pools"][2]["libvirtUri"] = "qemu+ssh://ops@host2/system"
+    graph = run_program(config, "dev")
+    providers = {p.inputs["uri"]: p.urn for p in graph.of_type("pulumi:providers:libvirt")}
+    assert set(providers) == {"qemu:///system", "qemu+ssh://ops@host2/system"}
+    domains = {d.name: d for d in graph.of_type("libvirt:index/domain:Domain")}
+    assert domains["worker2"].provider.startswith(providers["qemu+ssh://ops@host2/system"])
+    assert domains["worker1"].provider.startswith(providers["qemu:///system"])
+    # Bridge mode: no libvirt network, interfaces on the shared bridge.
+    assert graph.of_type("libvirt:index/network:Network") == []
+    assert domains["worker2"].inputs["networkInterfaces"][0]["bridge"] == "br0"
+    # One base image per hypervisor.
+    bases = [v for v in graph.of_type("libvirt:index/volume:Volume") if "source" in v.inputs]
+    assert len(bases) == 2

@@ -1,0 +1,85 @@
+"""cloud-init documents, checked as data and by `cloud-init schema`."""
+
+from __future__ import annotations
+
+import ipaddress
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.render.cloudinit import (
+    KERNEL_MODULES,
+    SYSCTLS,
+    NodeCloudInit,
+    StaticNetwork,
+    render_meta_data,
+    render_network_config,
+    render_user_data,
+)
+
+PRIVATE = """-----BEGIN OPENSSH PRIVATE KEY-----
+b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW
+QyNTUxOQAAACAvLvJgQEhCLds9gCmAv56RtvqED2UFPOhI5n23bNeK1AAAAJABAwj5AQMI
+-----END OPENSSH PRIVATE KEY-----
+"""
+PUBLIC = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIC8u8mBASEIt2z2AKYC/npG2+oQPZQU86Ejmfbds14rU"
+ADMIN = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGFkbWluLWtleS1mb3ItdGVzdHMtb25seS0xMjM0NTY3"
+NODE = NodeCloudInit("worker1", "k8sadmin", ADMIN, PRIVATE, PUBLIC)
+
+
+def test_user_data_content() -> None:
+    text = render_user_data(NODE)
+    assert text.startswith("#cloud-config\n")
+    doc = yaml.safe_load(text)
+    user = doc["users"][0]
+    assert user["name"] == "k8sadmin" and user["ssh_authorized_keys"] == [ADMIN]
+    assert user["lock_passwd"] is True and doc["ssh_pwauth"] is False
+    assert doc["ssh_keys"]["ed25519_private"] == PRIVATE
+    assert doc["ssh_keys"]["ed25519_public"] == PUBLIC
+    assert doc["ssh_deletekeys"] is True and doc["ssh_genkeytypes"] == ["ed25519"]
+    assert "qemu-guest-agent" in doc["packages"]
+    files = {f["path"]: f["content"] for f in doc["write_files"]}
+    assert files["/etc/modules-load.d/kubernetes.conf"].split() == list(KERNEL_MODULES)
+    for key, value in SYSCTLS.items():
+        assert f"{key} = {value}" in files["/etc/sysctl.d/90-kubernetes.conf"]
+    assert ["swapoff", "-a"] in doc["runcmd"]
+    assert doc["locale"] == "C.UTF-8" and doc["manage_etc_hosts"] is True
+
+
+def test_network_config_is_static() -> None:
+    doc = yaml.safe_load(render_network_config(StaticNetwork(
+        "52:54:00:aa:bb:cc", ipaddress.IPv4Interface("10.17.0.11/24"),
+        ipaddress.IPv4Address("10.17.0.1"), [ipaddress.IPv4Address("10.17.0.1")])))
+    eth0 = doc["ethernets"]["eth0"]
+    assert doc["version"] == 2
+    assert eth0["match"] == {"macaddress": "52:54:00:aa:bb:cc"}
+    assert eth0["addresses"] == ["10.17.0.11/24"]
+    assert eth0["routes"] == [{"to": "0.0.0.0/0", "via": "10.17.0.1"}]
+
+
+def test_meta_data() -> None:
+    assert yaml.safe_load(render_meta_data("dev-worker1", "worker1")) == {
+        "instance-id": "dev-worker1", "local-hostname": "worker1"}
+
+
+@pytest.mark.skipif(shutil.which("cloud-init") is None, reason="needs Debian's cloud-init")
+def test_cloud_init_schema_accepts_user_data(tmp_path: Path) -> None:
+    path = tmp_path / "user-data"
+    path.write_text(render_user_data(NODE))
+    result = subprocess.run(["cloud-init", "schema", "--config-file", str(path)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Valid cloud-config" in result.stdout
+
+
+@pytest.mark.skipif(shutil.which("cloud-init") is None, reason="needs Debian's cloud-init")
+def test_cloud_init_schema_rejects_a_broken_document(tmp_path: Path) -> None:
+    # Proves the check above can fail.
+    path = tmp_path / "user-data"
+    path.write_text(render_user_data(NODE).replace("ssh_pwauth: false", "ssh_pwauth: []"))
+    result = subprocess.run(["cloud-init", "schema", "--config-file", str(path)],
+                            capture_output=True, text=True)
+    assert result.returncode != 0

@@ -1,0 +1,73 @@
+"""kubeadm configuration and the kube-vip static pod."""
+
+from __future__ import annotations
+
+import kubernetes_validate
+import yaml
+
+from components.render.kubeadm import (
+    CONTROL_PLANE_TAINT,
+    KUBEADM_API,
+    ClusterConfig,
+    NodeRegistration,
+    render_init_config,
+    render_join_config,
+    render_kube_vip_manifest,
+)
+
+CLUSTER = ClusterConfig("1.34.2", "demo", "10.17.0.5:6443", "10.244.0.0/16", "10.96.0.0/12",
+                        ("10.17.0.5", "10.17.0.10"))
+WORKER = NodeRegistration("worker1", {"b": "2", "a": "1"},
+                          (("sandboxed-k8s.io/sandbox", "true", "NoSchedule"),), False)
+PLANE = NodeRegistration("cp-1", {}, (), True)
+TOKEN = "abcdef.0123456789abcdef"
+
+
+def test_init_config() -> None:
+    init, cluster, kubelet = yaml.safe_load_all(
+        render_init_config(CLUSTER, PLANE, "10.17.0.10", TOKEN, "30m"))
+    assert init["apiVersion"] == KUBEADM_API and init["kind"] == "InitConfiguration"
+    assert init["bootstrapTokens"][0]["token"] == TOKEN
+    assert init["bootstrapTokens"][0]["ttl"] == "30m"
+    assert init["localAPIEndpoint"]["advertiseAddress"] == "10.17.0.10"
+    assert init["nodeRegistration"]["taints"] == [CONTROL_PLANE_TAINT]
+    assert init["nodeRegistration"]["criSocket"].startswith("unix://")
+    assert cluster["kubernetesVersion"] == "v1.34.2"
+    assert cluster["controlPlaneEndpoint"] == "10.17.0.5:6443"
+    assert cluster["networking"] == {"podSubnet": "10.244.0.0/16",
+                                     "serviceSubnet": "10.96.0.0/12"}
+    assert "10.17.0.5" in cluster["apiServer"]["certSANs"]
+    assert kubelet["cgroupDriver"] == "systemd"
+    assert kubelet["authentication"]["anonymous"]["enabled"] is False
+    assert kubelet["authorization"]["mode"] == "Webhook"
+
+
+def test_worker_join_sets_labels_and_taints_at_registration() -> None:
+    (join,) = yaml.safe_load_all(render_join_config(
+        WORKER, "10.17.0.5:6443", TOKEN, "sha256:" + "a" * 64, "10.17.0.11"))
+    assert join["kind"] == "JoinConfiguration"
+    discovery = join["discovery"]["bootstrapToken"]
+    assert discovery == {"apiServerEndpoint": "10.17.0.5:6443", "token": TOKEN,
+                         "caCertHashes": ["sha256:" + "a" * 64]}
+    registration = join["nodeRegistration"]
+    assert registration["kubeletExtraArgs"] == [{"name": "node-labels", "value": "a=1,b=2"}]
+    assert registration["taints"] == [
+        {"key": "sandboxed-k8s.io/sandbox", "value": "true", "effect": "NoSchedule"}]
+    assert "controlPlane" not in join
+
+
+def test_control_plane_join() -> None:
+    (join,) = yaml.safe_load_all(render_join_config(
+        PLANE, "10.17.0.5:6443", TOKEN, "sha256:" + "b" * 64, "10.17.0.11"))
+    assert join["controlPlane"]["localAPIEndpoint"]["advertiseAddress"] == "10.17.0.11"
+    assert CONTROL_PLANE_TAINT in join["nodeRegistration"]["taints"]
+
+
+def test_kube_vip_manifest_is_a_valid_pod() -> None:
+    text = render_kube_vip_manifest("10.17.0.5", "eth0", "ghcr.io/kube-vip/kube-vip:v0.9.2",
+                                    "/etc/kubernetes/super-admin.conf")
+    pod = yaml.safe_load(text)
+    kubernetes_validate.validate(pod, "1.34", strict=True)
+    env = {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}
+    assert env["address"] == "10.17.0.5" and env["vip_interface"] == "eth0"
+    assert pod["spec"]["volumes"][0]["hostPath"]["path"] == "/etc/kubernetes/super-admin.conf"

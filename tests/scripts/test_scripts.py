@@ -1,0 +1,275 @@
+"""Node scripts: shellcheck-clean, and what each does when run (fail closed, idempotent)."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from components.render.containerd import render_containerd_config, render_runsc_toml
+from components.render.scripts import (
+    REMOTE_RUNNER,
+    SCRIPTS_DIR,
+    b64,
+    render_invocation,
+    script_names,
+)
+from tests.scripts.conftest import run_script
+
+FAKE_RUNSC = "#!/bin/sh\necho 'runsc version {tag}'\n"
+
+
+def test_every_script_is_strict_and_shellcheck_clean() -> None:
+    scripts = sorted(SCRIPTS_DIR.glob("*.sh"))
+    assert len(scripts) >= 10
+    for script in scripts:
+        text = script.read_text()
+        assert text.startswith("#!/usr/bin/env bash\n"), script.name
+        assert "set -euo pipefail" in text, script.name
+    result = subprocess.run(["shellcheck", "-x", *map(str, scripts)], cwd=SCRIPTS_DIR,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.parametrize("name", script_names())
+def test_rendered_invocation_is_shellcheck_clean(name: str, tmp_path: Path) -> None:
+    path = tmp_path / name
+    path.write_text(render_invocation(name, {"EXAMPLE": "it's quoted"}))
+    result = subprocess.run(["shellcheck", "-e", "SC1091", str(path)], capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_parameters_are_quoted_not_executed(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    text = render_invocation("wait-cloud-init.sh", {"X": f"$(touch {marker})"})
+    # Only the parameter block: run it and read X back.
+    block = "\n".join(line for line in text.splitlines() if line.startswith("export "))
+    out = subprocess.run(["bash", "-c", block + '\nprintf %s "$X"'], capture_output=True,
+                         text=True, check=True).stdout
+    assert out == f"$(touch {marker})" and not marker.exists()
+
+
+def test_invocation_rejects_bad_names() -> None:
+    with pytest.raises(ValueError):
+        render_invocation("preflight.sh", {"lower": "x"})
+    with pytest.raises(ValueError):
+        render_invocation("lib.sh", {})
+
+
+def test_remote_runner_feeds_stdin_to_a_root_shell(tmp_path: Path) -> None:
+    if shutil.which("sudo") is None:
+        pytest.skip("sudo not installed")
+    out = subprocess.run(["sh", "-c", REMOTE_RUNNER], input="id -u; echo done\n",
+                         capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["0", "done"]
+
+
+# --- preflight -----------------------------------------------------------------------------
+
+def fake_host(root: Path, *, cgroup2: bool = True, modules: tuple[str, ...] = ("overlay",
+              "br_netfilter"), forward: str = "1", bridge: str = "1", swap: bool = False
+              ) -> dict[str, str]:
+    sys_root, proc_root = root / "sys", root / "proc"
+    (sys_root / "fs/cgroup").mkdir(parents=True)
+    if cgroup2:
+        (sys_root / "fs/cgroup/cgroup.controllers").write_text("cpu memory\n")
+    for module in modules:
+        (sys_root / "module" / module).mkdir(parents=True)
+    (proc_root / "sys/net/ipv4").mkdir(parents=True)
+    (proc_root / "sys/net/bridge").mkdir(parents=True)
+    (proc_root / "sys/net/ipv4/ip_forward").write_text(forward + "\n")
+    (proc_root / "sys/net/bridge/bridge-nf-call-iptables").write_text(bridge + "\n")
+    swaps = "Filename Type Size Used Priority\n"
+    if swap:
+        swaps += "/swapfile file 1024 0 -2\n"
+    (proc_root / "swaps").write_text(swaps)
+    return {"SYS_ROOT": str(sys_root), "PROC_ROOT": str(proc_root), "MIN_FREE_GIB": "0"}
+
+
+def test_preflight_passes_on_a_ready_host(tmp_path: Path) -> None:
+    result = run_script("preflight.sh", fake_host(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "all requirements met" in result.stderr
+
+
+def test_preflight_names_every_unmet_requirement(tmp_path: Path) -> None:
+    env = fake_host(tmp_path, cgroup2=False, modules=("overlay",), forward="0", swap=True)
+    env.update({"REQUIRE_KVM": "1", "MIN_FREE_GIB": "1000000"})
+    result = run_script("preflight.sh", env)
+    assert result.returncode != 0
+    for fragment in ("cgroup v2", "br_netfilter", "net.ipv4.ip_forward is 0", "swap is on",
+                     "GiB free", "/dev/kvm" if not Path("/dev/kvm").exists() else "GiB"):
+        assert fragment in result.stderr, fragment
+    assert "requirement(s) unmet" in result.stderr
+
+
+# --- gVisor install --------------------------------------------------------------------------
+
+def publish(root: Path, rel: str, content: bytes, *, sha512: str | None = None) -> str:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    digest = hashlib.sha512(content).hexdigest()
+    (root / f"{rel}.sha512").write_text(f"{sha512 or digest}  {path.name}\n")
+    return digest
+
+
+def gvisor_env(url: str, prefix: Path, state: Path, layout: str, release: str = "20251118.0",
+               **extra: str) -> dict[str, str]:
+    return {"GVISOR_RELEASE": release, "GVISOR_BASE_URL": url, "GVISOR_LAYOUT": layout,
+            "PREFIX": str(prefix), "STATE_DIR": str(state), **extra}
+
+
+def test_gvisor_binaries_layout_installs_verified_and_is_idempotent(
+        release_server: tuple[str, Path], tmp_path: Path, state_dir: Path) -> None:
+    url, www = release_server
+    runsc = publish(www, "20251118.0/x86_64/runsc", FAKE_RUNSC.format(tag="a").encode())
+    shim = publish(www, "20251118.0/x86_64/containerd-shim-runsc-v1", b"#!/bin/sh\n")
+    prefix = tmp_path / "prefix"
+    env = gvisor_env(url, prefix, state_dir, "binaries", RUNSC_SHA512=runsc, SHIM_SHA512=shim)
+    first = run_script("install-gvisor.sh", env, check=True)
+    assert "installed" in first.stderr
+    assert (prefix / "bin/runsc").read_text() == FAKE_RUNSC.format(tag="a")
+    mtime = (prefix / "bin/runsc").stat().st_mtime_ns
+    (www / "20251118.0").rename(www / "moved")  # a second run must not even download
+    second = run_script("install-gvisor.sh", env, check=True)
+    assert "already installed" in second.stderr
+    assert (prefix / "bin/runsc").stat().st_mtime_ns == mtime
+
+
+def test_gvisor_pinned_checksum_mismatch_keeps_previous_install(
+        release_server: tuple[str, Path], tmp_path: Path, state_dir: Path) -> None:
+    url, www = release_server
+    prefix = tmp_path / "prefix"
+    good = publish(www, "20251118.0/x86_64/runsc", FAKE_RUNSC.format(tag="old").encode())
+    shim = publish(www, "20251118.0/x86_64/containerd-shim-runsc-v1", b"#!/bin/sh\n")
+    run_script("install-gvisor.sh", gvisor_env(url, prefix, state_dir, "binaries",
+                                               RUNSC_SHA512=good, SHIM_SHA512=shim), check=True)
+    # A newer release whose runsc was tampered with: the published .sha512 still describes
+    # the original, so the download does not match.
+    publish(www, "20260101.0/x86_64/runsc", FAKE_RUNSC.format(tag="new").encode(),
+            sha512=hashlib.sha512(b"what upstream published").hexdigest())
+    publish(www, "20260101.0/x86_64/containerd-shim-runsc-v1", b"#!/bin/sh\n")
+    result = run_script("install-gvisor.sh", gvisor_env(
+        url, prefix, state_dir, "binaries", release="20260101.0"))
+    assert result.returncode != 0
+    assert "checksum mismatch for runsc" in result.stderr
+    assert (prefix / "bin/runsc").read_text() == FAKE_RUNSC.format(tag="old")
+
+
+def test_gvisor_pin_disagreeing_with_published_digest_fails(
+        release_server: tuple[str, Path], tmp_path: Path, state_dir: Path) -> None:
+    url, www = release_server
+    publish(www, "20251118.0/x86_64/runsc", FAKE_RUNSC.format(tag="a").encode())
+    publish(www, "20251118.0/x86_64/containerd-shim-runsc-v1", b"#!/bin/sh\n")
+    result = run_script("install-gvisor.sh", gvisor_env(
+        url, tmp_path / "prefix", state_dir, "binaries", RUNSC_SHA512="0" * 128))
+    assert result.returncode != 0
+    assert "differs from the release's published" in result.stderr
+    assert not (tmp_path / "prefix/bin/runsc").exists()
+
+
+def make_archive(path: Path, tag: str) -> None:
+    staging = path.parent / f"staging-{tag}"
+    (staging / "gvisor-bin").mkdir(parents=True)
+    (staging / "runsc").write_text(FAKE_RUNSC.format(tag=tag))
+    (staging / "containerd-shim-runsc-v1").write_text("#!/bin/sh\n")
+    (staging / "gvisor-bin/helper").write_text(tag)
+    for entry in staging.rglob("*"):
+        entry.chmod(0o755)
+    with tarfile.open(path, "w:bz2") as tar:
+        for name in ("runsc", "containerd-shim-runsc-v1", "gvisor-bin"):
+            tar.add(staging / name, arcname=name)
+
+
+def test_gvisor_archive_layout(release_server: tuple[str, Path], tmp_path: Path,
+                               state_dir: Path) -> None:
+    url, www = release_server
+    archive = www / "20251118.0/x86_64/gvisor.tar.bz2"
+    archive.parent.mkdir(parents=True)
+    make_archive(archive, "arch")
+    publish(www, "20251118.0/x86_64/gvisor.tar.bz2", archive.read_bytes())
+    prefix = tmp_path / "prefix"
+    run_script("install-gvisor.sh", gvisor_env(url, prefix, state_dir, "archive"), check=True)
+    assert (prefix / "bin/runsc").read_text() == FAKE_RUNSC.format(tag="arch")
+    assert (prefix / "bin/gvisor-bin/helper").read_text() == "arch"
+
+
+def test_gvisor_corrupted_archive_refused(release_server: tuple[str, Path], tmp_path: Path,
+                                          state_dir: Path) -> None:
+    url, www = release_server
+    archive = www / "20251118.0/x86_64/gvisor.tar.bz2"
+    archive.parent.mkdir(parents=True)
+    make_archive(archive, "arch")
+    publish(www, "20251118.0/x86_64/gvisor.tar.bz2", archive.read_bytes())
+    archive.write_bytes(archive.read_bytes()[:-10] + b"corrupted!")
+    prefix = tmp_path / "prefix"
+    result = run_script("install-gvisor.sh", gvisor_env(url, prefix, state_dir, "archive"))
+    assert result.returncode != 0 and "checksum mismatch" in result.stderr
+    assert not (prefix / "bin/runsc").exists()
+
+
+def test_gvisor_release_404_fails_clearly(release_server: tuple[str, Path], tmp_path: Path,
+                                          state_dir: Path) -> None:
+    url, _ = release_server
+    result = run_script("install-gvisor.sh", gvisor_env(url, tmp_path / "p", state_dir,
+                                                        "binaries"))
+    assert result.returncode != 0 and "download failed" in result.stderr
+
+
+def test_scripts_refuse_missing_parameters(state_dir: Path) -> None:
+    result = run_script("install-gvisor.sh", {"STATE_DIR": str(state_dir)})
+    assert result.returncode != 0
+    assert "missing parameters: GVISOR_RELEASE GVISOR_BASE_URL GVISOR_LAYOUT" in result.stderr
+
+
+# --- containerd config -----------------------------------------------------------------------
+
+@pytest.mark.skipif(shutil.which("containerd") is None, reason="needs Debian's containerd")
+def test_configure_containerd_installs_matching_file_once(tmp_path: Path) -> None:
+    restarts = tmp_path / "restarts"
+    handlers = ["runc", "runsc"]
+    env = {
+        "CONFIG_DIR": str(tmp_path / "etc"),
+        "CONTAINERD_BIN": shutil.which("containerd") or "",
+        "CONTAINERD_CONFIG_V2_B64": b64(render_containerd_config(2, handlers)),
+        "CONTAINERD_CONFIG_V3_B64": b64(render_containerd_config(3, handlers)),
+        "RUNSC_TOML_B64": b64(render_runsc_toml()),
+        "HANDLERS": " ".join(handlers),
+        "RESTART_CMD": f"echo restart >> {restarts}",
+    }
+    run_script("configure-containerd.sh", env, check=True)
+    config = (tmp_path / "etc/config.toml").read_text()
+    assert config == render_containerd_config(2, handlers)  # Debian ships containerd 1.6
+    assert (tmp_path / "etc/runsc.toml").read_text() == render_runsc_toml()
+    assert restarts.read_text().count("restart") == 1
+    second = run_script("configure-containerd.sh", env, check=True)
+    assert restarts.read_text().count("restart") == 1
+    assert "handlers configured: runc runsc" in second.stderr
+    # The file is reconciled, never appended to.
+    (tmp_path / "etc/config.toml").write_text(config + "\n# local edit\n")
+    run_script("configure-containerd.sh", env, check=True)
+    assert (tmp_path / "etc/config.toml").read_text() == config
+    assert restarts.read_text().count("restart") == 2
+
+
+@pytest.mark.skipif(shutil.which("containerd") is None, reason="needs Debian's containerd")
+def test_configure_containerd_names_a_missing_handler(tmp_path: Path) -> None:
+    env = {
+        "CONFIG_DIR": str(tmp_path / "etc"),
+        "CONTAINERD_BIN": shutil.which("containerd") or "",
+        # A version-3 file where a version-2 one is needed would hide every handler; here the
+        # file simply lacks kata.
+        "CONTAINERD_CONFIG_V2_B64": b64(render_containerd_config(2, ["runc", "runsc"])),
+        "CONTAINERD_CONFIG_V3_B64": b64(render_containerd_config(3, ["runc", "runsc"])),
+        "HANDLERS": "runc runsc kata",
+        "RESTART_CMD": "true",
+    }
+    result = run_script("configure-containerd.sh", env)
+    assert result.returncode != 0
+    assert "does not know runtime handler(s): kata" in result.stderr

@@ -1,0 +1,160 @@
+"""Stack config validation: every bad value is reported at once, naming its key path."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from components.spec import (
+    SANDBOX_TAINT_KEY,
+    ConfigError,
+    load,
+    node_mac,
+    sandbox_label,
+)
+from tests.graph.harness import stack_config
+
+
+def dev_config() -> dict[str, Any]:
+    """The dev stack's config as the program sees it (keys without the project prefix)."""
+    return {k.split(":", 1)[1]: copy.deepcopy(v) for k, v in stack_config("dev").items()}
+
+
+def with_change(path: str, value: Any) -> dict[str, Any]:
+    """dev config with one value replaced; path like 'kubernetes.version' or 'pools.1.cpu'."""
+    config = dev_config()
+    *parents, last = path.split(".")
+    target: Any = config
+    for part in parents:
+        target = target[int(part)] if isinstance(target, list) else target.setdefault(part, {})
+    if isinstance(target, list):
+        target[int(last)] = value
+    else:
+        target[last] = value
+    return config
+
+
+BAD_CONFIGS = [
+    # (change, key path expected in the message, fragment of the reason)
+    (("pools.1.runtimes", ["firecracker"]), "pools[gvisor].runtimes[0]", "unknown runtime"),
+    (("pools.1.runtimes", ["gvisor", "gvisor"]), "pools[gvisor].runtimes[1]", "twice"),
+    (("pools.1.runtimes", ["runc"]), "pools[gvisor].runtimes[0]", "always installed"),
+    (("pools.2.name", "gvisor"), "pools[gvisor].name", "duplicate pool name"),
+    (("pools.2.names", ["worker1"]), "pools[plain].names", "also used"),
+    (("network.cidr", "10.244.0.0/24"), "kubernetes.podCidr", "overlaps network.cidr"),
+    (("kubernetes.serviceCidr", "10.244.128.0/20"), "kubernetes.serviceCidr", "overlaps"),
+    (("network.cidr", "10.17.0.300/24"), "network.cidr", "not an IPv4 network"),
+    (("pools.0.count", 2), "pools[control-plane].count", "quorum"),
+    (("pools.0.count", 0), "pools[control-plane].count", "out of range"),
+    (("pools.1.memoryMiB", 1024), "pools[gvisor].memoryMiB", "1700 MiB"),
+    (("pools.0.cpu", 1), "pools[control-plane].cpu", "at least 2"),
+    (("kubernetes.version", "v1.34"), "kubernetes.version", "malformed"),
+    (("kubernetes.version", "latest"), "kubernetes.version", "malformed"),
+    (("gvisor.release", "latest"), "gvisor.release", "malformed"),
+    (("containerd.version", "1.5.9"), "containerd.version", "not supported"),
+    (("containerd.sha256", "abc"), "containerd.sha256", "sha256"),
+    (("gvisor.runscSha512", "0" * 64), "gvisor.runscSha512", "sha512"),
+    (("gvisor.platform", "hvf"), "gvisor.platform", "choose one of"),
+    (("gvisor.flags", {"network": "host"}), "gvisor.flags.network", "not an allowed runsc flag"),
+    (("pools.1.cpus", 4), "pools[1].cpus", "unknown key"),
+    (("kubernetes.podCIDR", "10.0.0.0/8"), "kubernetes.podCIDR", "unknown key"),
+    (("pools.1.taints", [{"key": "a", "value": "b", "effect": "Sometimes"}]),
+     "pools[gvisor].taints[0].effect", "choose one of"),
+    (("pools.1.labels", {"sandboxed-k8s.io/pool": "x"}),
+     "pools[gvisor].labels.sandboxed-k8s.io/pool", "reserved"),
+    (("pools.0.runtimes", ["gvisor"]), "pools[control-plane].runtimes", "worker pools only"),
+    (("pools.0.role", "master"), "pools[control-plane].role", "choose one of"),
+    (("libvirt.uri", "vbox:///session"), "libvirt.uri", "malformed"),
+    (("pools.2.libvirtUri", "qemu+ssh://u@h2/system"), "network.mode", "bridge"),
+    (("network.mode", "bridge"), "network.bridge", "required"),
+    (("adminUser", "root"), "adminUser", "must not be root"),
+    (("kubernetes.tokenTtl", "forever"), "kubernetes.tokenTtl", "malformed"),
+    (("pools.1.names", ["a", "b"]), "pools[gvisor].names", "exactly `count`"),
+]
+
+
+@pytest.mark.parametrize(("change", "key", "reason"), BAD_CONFIGS,
+                         ids=[f"{c[0]}={c[1]!r}"[:60] for c, _, _ in BAD_CONFIGS])
+def test_bad_config_is_rejected_naming_its_key(change: tuple[str, Any], key: str,
+                                               reason: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load(with_change(*change), "dev")
+    matching = [p for p in error.value.problems if p.startswith(f"{key}:")]
+    assert matching, error.value.problems
+    assert any(reason in p for p in matching), matching
+
+
+def test_even_control_planes_for_ha_rejected() -> None:
+    config = with_change("pools.0.count", 4)
+    config["pools"][0].pop("names")
+    config["network"]["controlPlaneVip"] = "10.17.0.5"
+    with pytest.raises(ConfigError) as error:
+        load(config, "dev")
+    assert any(p.startswith("pools[control-plane].count:") for p in error.value.problems)
+
+
+def test_ha_requires_a_vip_inside_the_network() -> None:
+    config = with_change("pools.0.count", 3)
+    config["pools"][0].pop("names")
+    with pytest.raises(ConfigError) as error:
+        load(config, "dev")
+    assert any(p.startswith("network.controlPlaneVip:") for p in error.value.problems)
+    config["network"]["controlPlaneVip"] = "192.168.1.5"
+    with pytest.raises(ConfigError) as error:
+        load(config, "dev")
+    assert any("outside network.cidr" in p for p in error.value.problems)
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    config = with_change("kubernetes.version", "latest")
+    config["pools"][1]["runtimes"] = ["firecracker"]
+    config["pools"][2]["memoryMiB"] = 512
+    config["typo"] = 1
+    with pytest.raises(ConfigError) as error:
+        load(config, "dev")
+    keys = {p.split(":")[0] for p in error.value.problems}
+    assert {"kubernetes.version", "pools[gvisor].runtimes[0]", "pools[plain].memoryMiB",
+            "typo"} <= keys
+
+
+def test_empty_config_uses_documented_defaults() -> None:
+    spec = load({}, "dev")
+    assert [n.name for n in spec.nodes] == ["master", "worker1", "worker2"]
+    assert spec.enabled_sandboxes == ("gvisor",)
+    assert spec.gvisor.platform == "systrap"
+    assert spec.kubernetes.version == "1.34.2"
+
+
+def test_dev_stack_spec() -> None:
+    spec = load(dev_config(), "dev")
+    assert spec.control_plane_endpoint == "10.17.0.10:6443"
+    ips = {n.name: str(n.ip) for n in spec.nodes}
+    assert ips == {"master": "10.17.0.10", "worker1": "10.17.0.11", "worker2": "10.17.0.12"}
+    worker1 = next(n for n in spec.nodes if n.name == "worker1")
+    assert worker1.handlers == ("runc", "runsc")
+    assert worker1.pool.node_labels[sandbox_label("gvisor")] == "true"
+    assert [t.key for t in worker1.pool.node_taints] == [SANDBOX_TAINT_KEY]
+    worker2 = next(n for n in spec.nodes if n.name == "worker2")
+    assert worker2.pool.node_taints == ()
+    assert worker2.handlers == ("runc",)
+
+
+def test_spec_is_frozen() -> None:
+    spec = load(dev_config(), "dev")
+    with pytest.raises(AttributeError):
+        spec.admin_user = "x"  # type: ignore[misc]
+
+
+def test_macs_are_stable_and_distinct_per_stack() -> None:
+    assert node_mac("dev", "worker1") == node_mac("dev", "worker1")
+    assert node_mac("dev", "worker1") != node_mac("ha", "worker1")
+    assert node_mac("dev", "worker1").startswith("52:54:00:")
+
+
+def test_node_addresses_skip_gateway_and_stop_at_the_end_of_the_range() -> None:
+    config = with_change("network.cidr", "10.17.0.0/29")
+    with pytest.raises(ConfigError) as error:
+        load(config, "dev")  # hosts .1-.6 only; nodes start at .10
+    assert any(p.startswith("network.cidr:") and "no room" in p for p in error.value.problems)
