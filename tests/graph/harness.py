@@ -145,6 +145,24 @@ class Graph:
             yield child
             yield from Graph._descendants(child, children)
 
+    def critical_path(self, typ: str) -> int:
+        """The longest chain of `typ` resources each waiting for the previous one."""
+        index = self.by_urn()
+        children: dict[str, list[str]] = {}
+        for r in self.resources:
+            children.setdefault(r.parent, []).append(r.urn)
+        depth: dict[str, int] = {}
+
+        def visit(urn: str) -> int:
+            if urn not in depth:
+                direct = {t for dep in self.edges(urn)
+                          for t in [dep, *self._descendants(dep, children)] if t in index}
+                own = 1 if index[urn].type == typ else 0
+                depth[urn] = own + max((visit(d) for d in direct), default=0)
+            return depth[urn]
+
+        return max((visit(r.urn) for r in self.resources), default=0)
+
     def depends_on(self, a: Registration, b: Registration) -> bool:
         return b.urn in self.ancestors(a.urn)
 

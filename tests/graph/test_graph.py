@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import copy
 import itertools
 import re
 import shlex
 from typing import Any
 
+import pytest
 import yaml
 
 from components.spec import (
@@ -17,7 +19,7 @@ from components.spec import (
     sandbox_label,
 )
 from tests.graph.conftest import stack_graph
-from tests.graph.harness import Graph, Registration
+from tests.graph.harness import Graph, Registration, run_program, stack_config
 
 COMMAND = "command:remote:Command"
 DOMAIN = "libvirt:index/domain:Domain"
@@ -184,6 +186,17 @@ def test_worker_joins_run_in_parallel(graph: Graph, stack: str) -> None:
             if a != b:
                 assert not graph.depends_on(command(graph, f"{a}-kubeadm-join"),
                                             command(graph, f"{b}-kubeadm-join"))
+
+
+@pytest.mark.parametrize("workers", [1, 8])
+def test_cluster_time_does_not_grow_with_workers(workers: int) -> None:
+    config = copy.deepcopy(stack_config("dev"))
+    pools = config["sandboxed-k8s:pools"]
+    pools[1].pop("names")
+    pools[1]["count"] = workers
+    chain = run_program(config, "dev").critical_path(COMMAND)
+    # wait, preflight, gVisor, containerd config, init, token, join: 7 steps, for any count.
+    assert chain == 7
 
 
 def test_domains_are_created_in_parallel(graph: Graph) -> None:
