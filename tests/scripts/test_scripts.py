@@ -187,13 +187,18 @@ def make_archive(path: Path, tag: str) -> None:
             tar.add(staging / name, arcname=name)
 
 
+def publish_archive(www: Path, tag: str) -> Path:
+    archive = www / "20251118.0/x86_64/gvisor.tar.bz2"
+    archive.parent.mkdir(parents=True)
+    make_archive(archive, tag)
+    publish(www, "20251118.0/x86_64/gvisor.tar.bz2", archive.read_bytes())
+    return archive
+
+
 def test_gvisor_archive_layout(release_server: tuple[str, Path], tmp_path: Path,
                                state_dir: Path) -> None:
     url, www = release_server
-    archive = www / "20251118.0/x86_64/gvisor.tar.bz2"
-    archive.parent.mkdir(parents=True)
-    make_archive(archive, "arch")
-    publish(www, "20251118.0/x86_64/gvisor.tar.bz2", archive.read_bytes())
+    archive = publish_archive(www, "arch")
     prefix = tmp_path / "prefix"
     run_script("install-gvisor.sh", gvisor_env(url, prefix, state_dir, "archive"), check=True)
     assert (prefix / "bin/runsc").read_text() == FAKE_RUNSC.format(tag="arch")
@@ -203,10 +208,7 @@ def test_gvisor_archive_layout(release_server: tuple[str, Path], tmp_path: Path,
 def test_gvisor_corrupted_archive_refused(release_server: tuple[str, Path], tmp_path: Path,
                                           state_dir: Path) -> None:
     url, www = release_server
-    archive = www / "20251118.0/x86_64/gvisor.tar.bz2"
-    archive.parent.mkdir(parents=True)
-    make_archive(archive, "arch")
-    publish(www, "20251118.0/x86_64/gvisor.tar.bz2", archive.read_bytes())
+    archive = publish_archive(www, "arch")
     archive.write_bytes(archive.read_bytes()[:-10] + b"corrupted!")
     prefix = tmp_path / "prefix"
     result = run_script("install-gvisor.sh", gvisor_env(url, prefix, state_dir, "archive"))
