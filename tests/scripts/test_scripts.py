@@ -198,7 +198,7 @@ def publish_archive(www: Path, tag: str) -> Path:
 def test_gvisor_archive_layout(release_server: tuple[str, Path], tmp_path: Path,
                                state_dir: Path) -> None:
     url, www = release_server
-    archive = publish_archive(www, "arch")
+    publish_archive(www, "arch")
     prefix = tmp_path / "prefix"
     run_script("install-gvisor.sh", gvisor_env(url, prefix, state_dir, "archive"), check=True)
     assert (prefix / "bin/runsc").read_text() == FAKE_RUNSC.format(tag="arch")
