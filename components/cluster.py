@@ -17,6 +17,7 @@ from pulumi_command import remote
 from components.access import NodeAccess, NodeAccessArgs
 from components.cni import PodNetwork, PodNetworkArgs
 from components.control_plane import ControlPlane, ControlPlaneArgs
+from components.guardrails import TenantGuardrails, TenantGuardrailsArgs
 from components.hypervisor import Hypervisor, HypervisorArgs, NodeBootDocuments
 from components.join import NodeJoin, NodeJoinArgs
 from components.node import NodeRuntime, NodeRuntimeArgs
@@ -110,6 +111,8 @@ class SandboxedCluster(pulumi.ComponentResource):
         self.pod_network = PodNetwork("pod-network", PodNetworkArgs(spec), opts=on_cluster)
         self.sandbox_classes = SandboxClasses("sandbox-classes", SandboxClassesArgs(spec),
                                               opts=on_cluster)
+        self.guardrails = TenantGuardrails("tenant-guardrails", TenantGuardrailsArgs(
+            spec, self.sandbox_classes.runtime_classes), opts=on_cluster)
         pool_nodes_ready = {
             runtime: [self.pod_network.daemonset,
                       *(self.joins[n.name].join for n in spec.worker_nodes

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -145,4 +146,61 @@ class PodNetwork(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[config, binding]),
         )
+        self.network_policy = self._network_policy_enforcer(spec)
         self.register_outputs({"image": flannel_image})
+
+    def _network_policy_enforcer(self, spec: ClusterSpec) -> k8s.apps.v1.DaemonSet:
+        """Flannel moves packets but ignores NetworkPolicy: kube-network-policies enforces it
+        on every node (nfqueue on the host, so sandboxed pods are covered too)."""
+        meta = k8s.meta.v1.ObjectMetaArgs
+        child = pulumi.ResourceOptions(parent=self)
+        name = "kube-network-policies"
+        account = k8s.core.v1.ServiceAccount(name, metadata=meta(
+            name=name, namespace="kube-system"), opts=child)
+        role = k8s.rbac.v1.ClusterRole(name, metadata=meta(name=name), rules=[
+            k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["pods", "namespaces",
+                                                                  "nodes"],
+                                       verbs=["list", "watch"]),
+            k8s.rbac.v1.PolicyRuleArgs(api_groups=["networking.k8s.io"],
+                                       resources=["networkpolicies"], verbs=["list", "watch"]),
+        ], opts=child)
+        binding = k8s.rbac.v1.ClusterRoleBinding(
+            name, metadata=meta(name=name),
+            role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io",
+                                             kind="ClusterRole", name=name),
+            subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=name,
+                                              namespace="kube-system")],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[role, account]))
+        labels = {"app": name}
+        # In the API's own field names; passed through as they are.
+        daemonset: Any = {
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "hostNetwork": True,
+                    "priorityClassName": "system-node-critical",
+                    "serviceAccountName": name,
+                    "tolerations": [{"operator": "Exists", "effect": "NoSchedule"},
+                                    {"operator": "Exists", "effect": "NoExecute"}],
+                    "containers": [{
+                        "name": name,
+                        "image": f"{spec.cni.network_policy_image}",
+                        "args": ["/bin/netpol", "--hostname-override=$(MY_NODE_NAME)",
+                                 "--v=2"],
+                        "env": [{"name": "MY_NODE_NAME", "valueFrom": {
+                            "fieldRef": {"fieldPath": "spec.nodeName"}}}],
+                        "resources": {"requests": {"cpu": "50m", "memory": "50Mi"}},
+                        "securityContext": {"privileged": True, "capabilities": {
+                            "add": ["NET_ADMIN"]}},
+                        "volumeMounts": [{"name": "lib-modules",
+                                          "mountPath": "/lib/modules", "readOnly": True}],
+                    }],
+                    "volumes": [{"name": "lib-modules",
+                                 "hostPath": {"path": "/lib/modules"}}],
+                },
+            },
+        }
+        return k8s.apps.v1.DaemonSet(
+            name, metadata=meta(name=name, namespace="kube-system", labels=labels),
+            spec=daemonset, opts=pulumi.ResourceOptions(parent=self, depends_on=[binding]))

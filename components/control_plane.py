@@ -6,10 +6,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
+import yaml
 from pulumi_command import remote
 
 from components.pki import ClusterPki
 from components.remote import script_step
+from components.render.guardrails import audit_policy, encryption_config
 from components.render.kubeadm import (
     ClusterConfig,
     NodeRegistration,
@@ -47,6 +49,15 @@ def kube_vip_manifest(spec: ClusterSpec, kubeconfig: str) -> str:
                                     f"{KUBE_VIP_IMAGE}:{spec.kube_vip_version}", kubeconfig)
 
 
+def apiserver_files(pki: ClusterPki) -> dict[str, pulumi.Input[str]]:
+    """Files every control plane's API server reads: encryption at rest, audit policy."""
+    return {
+        "ENCRYPTION_CONFIG": pki.encryption_key.apply(
+            lambda key: yaml.safe_dump(encryption_config(key), sort_keys=False)),
+        "AUDIT_POLICY": yaml.safe_dump(audit_policy(), sort_keys=False),
+    }
+
+
 @dataclass(frozen=True)
 class ControlPlaneArgs:
     spec: ClusterSpec
@@ -68,7 +79,8 @@ class ControlPlane(pulumi.ComponentResource):
             lambda token: render_init_config(config, registration, str(node.ip), token,
                                              spec.kubernetes.token_ttl))
         files: dict[str, pulumi.Input[str]] = {"KUBEADM_CONFIG": init_config,
-                                               **args.pki.files()}
+                                               **args.pki.files(),
+                                               **apiserver_files(args.pki)}
         if spec.ha:
             files["KUBE_VIP_BOOTSTRAP"] = kube_vip_manifest(
                 spec, "/etc/kubernetes/super-admin.conf")

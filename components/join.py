@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_command import remote
 
-from components.control_plane import kube_vip_manifest, node_registration
+from components.control_plane import apiserver_files, kube_vip_manifest, node_registration
 from components.pki import ClusterPki
 from components.remote import script_step
 from components.render.kubeadm import render_join_config
@@ -39,6 +39,7 @@ class NodeJoin(pulumi.ComponentResource):
         params = {"CONTROL_PLANE": "1" if node.pool.is_control_plane else "0"}
         if node.pool.is_control_plane:
             files.update(pki.files())
+            files.update(apiserver_files(pki))
             if spec.ha:
                 files["KUBE_VIP"] = kube_vip_manifest(spec, "/etc/kubernetes/admin.conf")
         self.join = script_step(f"{node.name}-kubeadm-join", "kubeadm-join.sh", args.connection,

@@ -86,6 +86,10 @@ class ClusterPki(pulumi.ComponentResource):
         self.join_token: pulumi.Output[str] = pulumi.Output.secret(
             pulumi.Output.concat(token_id.result, ".", token_secret.result))
 
+        # Secrets at rest in etcd: an aescbc key (32 random bytes, base64).
+        encryption_key = random.RandomBytes("secrets-encryption-key", length=32, opts=child)
+        self.encryption_key: pulumi.Output[str] = pulumi.Output.secret(encryption_key.base64)
+
         self.ca_cert_hash: pulumi.Output[str] = self.ca.key.public_key_pem.apply(ca_cert_hash)
         self.kubeconfig: pulumi.Output[str] = pulumi.Output.secret(pulumi.Output.all(
             self.ca.cert_pem, admin_cert.cert_pem, admin_key.private_key_pem,

@@ -23,6 +23,7 @@ SANDBOX_TAINT_KEY = "sandboxed-k8s.io/sandbox"
 SANDBOX_TAINT_VALUE = "true"
 SANDBOX_TAINT_EFFECT = "NoSchedule"
 POOL_LABEL = "sandboxed-k8s.io/pool"
+TENANT_LABEL = "sandboxed-k8s.io/tenant"  # on tenant namespaces; the admission binding selects it
 RESERVED_LABEL_DOMAINS = ("sandboxed-k8s.io",)
 
 # Sandbox runtime name -> containerd handler name (= RuntimeClass handler, immutable upstream).
@@ -105,6 +106,7 @@ class CniSpec:
     flannel_version: str
     flannel_cni_plugin_version: str
     image_registry: str
+    network_policy_image: str
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,16 @@ class NetworkSpec:
     dns: tuple[ipaddress.IPv4Address, ...]
     control_plane_vip: ipaddress.IPv4Address | None
     first_node_host: int
+
+
+@dataclass(frozen=True)
+class TenantSpec:
+    """A tenant namespace: sandboxed pods only, default-deny network, quota and limits."""
+
+    name: str
+    quota: Mapping[str, str]  # ResourceQuota hard limits: requests.cpu, requests.memory, pods
+    default_limits: Mapping[str, str]  # LimitRange default (limits) for containers
+    default_requests: Mapping[str, str]  # LimitRange defaultRequest for containers
 
 
 @dataclass(frozen=True)
@@ -196,6 +208,7 @@ class ClusterSpec:
     kube_vip_version: str
     pools: tuple[PoolSpec, ...]
     nodes: tuple[NodeSpec, ...] = field(default=())
+    tenants: tuple[TenantSpec, ...] = field(default=())
 
     @property
     def control_plane_pool(self) -> PoolSpec:
@@ -274,7 +287,8 @@ DEFAULTS: dict[str, Any] = {
                "sha256": "a8ff2a3edb37a98daf3aba7c3b284fe0aa5bff24166d896ab9ef64c8913c9f51",
                "baseUrl": "https://github.com/kubernetes-sigs/cri-tools/releases/download"},
     "cni": {"flannelVersion": "v0.26.7", "flannelCniPluginVersion": "v1.7.1-flannel1",
-            "imageRegistry": "docker.io/flannel"},
+            "imageRegistry": "docker.io/flannel",
+            "networkPolicyImage": "registry.k8s.io/networking/kube-network-policies:v0.7.0"},
     "gvisor": {"release": "20251118.0", "layout": "binaries",
                "runscSha512": "cc95eec3e22a574ac533278ee8c72672542edf0ab467a89c13f02abea6404ffe"
                               "20ea4a538a3482b072a8e45222a13cefbf9e7f44bada35b436769e04b12ab970",
@@ -288,6 +302,7 @@ DEFAULTS: dict[str, Any] = {
              "baseUrl": "https://github.com/kata-containers/kata-containers/releases/download",
              "overhead": {"cpu": "250m", "memory": "320Mi"}},
     "kubeVip": {"version": "v0.9.2"},
+    "tenants": [],
     # The classic topology: master + worker1 (gVisor) + worker2 (plain runc).
     "pools": [
         {"name": "control-plane", "role": "control-plane", "names": ["master"]},
@@ -301,6 +316,15 @@ POOL_DEFAULTS: dict[str, Any] = {
     "labels": {}, "taints": [], "libvirtUri": None, "names": None, "baseImage": None,
 }
 TAINT_KEYS = ("key", "value", "effect")
+TENANT_DEFAULTS: dict[str, Any] = {
+    "name": None,
+    "quota": {"cpu": "4", "memory": "8Gi", "pods": 20},
+    "limits": {"cpu": "500m", "memory": "512Mi"},
+    "requests": {"cpu": "100m", "memory": "128Mi"},
+}
+# Namespaces that must never become tenants: the cluster's own and Kubernetes' reserved ones.
+RESERVED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease",
+                       "kube-flannel")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -310,6 +334,7 @@ TAINT_KEYS = ("key", "value", "effect")
 _VERSION = re.compile(r"^\d+\.\d+\.\d+$")
 _CONTAINERD_SUPPORTED = re.compile(r"^(1\.[67]|2\.\d+)\.\d+$")
 _GVISOR_RELEASE = re.compile(r"^\d{8}(\.\d+)?$")
+_PINNED_IMAGE = re.compile(r"^[a-z0-9.\-/]+(:v\d+\.\d+\.\d+\S*|@sha256:[0-9a-f]{64})$")
 _IMAGE_TAG = re.compile(r"^v\d+\.\d+\.\d+(-[0-9A-Za-z.]+)?$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
@@ -508,6 +533,38 @@ def _pools(c: _Collector, raw: Any, libvirt: Mapping[str, Any]) -> list[PoolSpec
     return pools
 
 
+def _tenants(c: _Collector, raw: Any) -> list[TenantSpec]:
+    if not isinstance(raw, list):
+        c.error("tenants", "must be a list of tenant objects")
+        return []
+    tenants: list[TenantSpec] = []
+    for i, raw_tenant in enumerate(raw):
+        t = c.section(raw_tenant, f"tenants[{i}]", TENANT_DEFAULTS)
+        name = c.string(t["name"], f"tenants[{i}].name", _DNS_LABEL,
+                        "a DNS label: lowercase letters, digits and '-'")
+        path = f"tenants[{name or i}]"
+        if name in RESERVED_NAMESPACES or name.startswith("kube-") or \
+                name.startswith("sandboxed-k8s"):
+            c.error(f"{path}.name", f"{name!r} is reserved for the cluster itself")
+        if name in {x.name for x in tenants}:
+            c.error(f"{path}.name", "duplicate tenant name")
+        quota = c.section(t["quota"], f"{path}.quota", TENANT_DEFAULTS["quota"])
+        limits = c.section(t["limits"], f"{path}.limits", TENANT_DEFAULTS["limits"])
+        requests = c.section(t["requests"], f"{path}.requests", TENANT_DEFAULTS["requests"])
+        pods = c.integer(quota["pods"], f"{path}.quota.pods", 1, 10000)
+        tenants.append(TenantSpec(
+            name=name,
+            quota={"requests.cpu": c.quantity(quota["cpu"], f"{path}.quota.cpu"),
+                   "requests.memory": c.quantity(quota["memory"], f"{path}.quota.memory"),
+                   "limits.cpu": str(quota["cpu"]), "limits.memory": str(quota["memory"]),
+                   "pods": str(pods)},
+            default_limits={k: c.quantity(v, f"{path}.limits.{k}") for k, v in limits.items()},
+            default_requests={k: c.quantity(v, f"{path}.requests.{k}")
+                              for k, v in requests.items()},
+        ))
+    return tenants
+
+
 def load(raw: Mapping[str, Any], stack: str) -> ClusterSpec:
     """Validate the project's config (keys without the project prefix) into a ClusterSpec."""
     c = _Collector()
@@ -574,6 +631,7 @@ def load(raw: Mapping[str, Any], stack: str) -> ClusterSpec:
         c.error("containerd.version", f"{containerd.version} is not supported; use 1.6.x, 1.7.x "
                                       "or 2.x")
     runc = c.artifact(c.section(top["runc"], "runc", DEFAULTS["runc"]), "runc")
+    runsc_on_16 = containerd.version.startswith("1.6.")
     cni_plugins = c.artifact(c.section(top["cniPlugins"], "cniPlugins", DEFAULTS["cniPlugins"]),
                              "cniPlugins")
     crictl = c.artifact(c.section(top["crictl"], "crictl", DEFAULTS["crictl"]), "crictl")
@@ -583,6 +641,8 @@ def load(raw: Mapping[str, Any], stack: str) -> ClusterSpec:
         c.string(cni_raw["flannelCniPluginVersion"], "cni.flannelCniPluginVersion", _IMAGE_TAG,
                  "a tag like v1.8.0-flannel1"),
         c.string(cni_raw["imageRegistry"], "cni.imageRegistry").rstrip("/"),
+        c.string(cni_raw["networkPolicyImage"], "cni.networkPolicyImage", _PINNED_IMAGE,
+                 "an image pinned by tag or digest, e.g. registry/name:v1.2.3"),
     )
 
     g = c.section(top["gvisor"], "gvisor", DEFAULTS["gvisor"])
@@ -633,6 +693,13 @@ def load(raw: Mapping[str, Any], stack: str) -> ClusterSpec:
     kube_vip_raw = c.section(top["kubeVip"], "kubeVip", DEFAULTS["kubeVip"])
     kube_vip_version = c.string(kube_vip_raw["version"], "kubeVip.version", _IMAGE_TAG,
                                 "a tag like v0.9.2")
+
+    if runsc_on_16 and any("gvisor" in p.runtimes for p in pools):
+        c.error("containerd.version", "gVisor's containerd shim needs containerd 1.7 or newer "
+                                      "(1.6 cannot read its task API replies)")
+    tenants = _tenants(c, top["tenants"])
+    if tenants and not any(p.runtimes for p in pools):
+        c.error("tenants", "tenant pods must run sandboxed, but no pool runs gvisor or kata")
 
     # Cluster-wide rules over the pools.
     seen_pools: set[str] = set()
@@ -709,6 +776,7 @@ def load(raw: Mapping[str, Any], stack: str) -> ClusterSpec:
         kube_vip_version=kube_vip_version,
         pools=tuple(pools),
         nodes=tuple(nodes),
+        tenants=tuple(tenants),
     )
 
 

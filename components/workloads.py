@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.render.guardrails import PROOF_NAMESPACE, proof_job
 from components.spec import ClusterSpec
 
 SAMPLE_IMAGE = "docker.io/library/nginx:1.27"
@@ -53,4 +54,18 @@ class SampleWorkloads(pulumi.ComponentResource):
                     depends_on=[args.runtime_classes[runtime],
                                 *args.pool_nodes_ready.get(runtime, ())]),
             )
-        self.register_outputs({"pods": list(self.pods)})
+        # Proof Jobs: their logs show the kernel the pod really ran on (`verify` reads them).
+        self.proof_namespace = k8s.core.v1.Namespace(PROOF_NAMESPACE, metadata={
+            "name": PROOF_NAMESPACE,
+            "labels": {"pod-security.kubernetes.io/enforce": "baseline"},
+        }, opts=pulumi.ResourceOptions(parent=self))
+        self.proof_jobs: dict[str, k8s.batch.v1.Job] = {}
+        for runtime in args.spec.enabled_sandboxes:
+            job = proof_job(runtime)
+            self.proof_jobs[runtime] = k8s.batch.v1.Job(
+                job["metadata"]["name"], metadata=job["metadata"], spec=job["spec"],
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    depends_on=[self.proof_namespace, args.runtime_classes[runtime],
+                                *args.pool_nodes_ready.get(runtime, ())]))
+        self.register_outputs({"pods": list(self.pods), "proof_jobs": list(self.proof_jobs)})

@@ -54,6 +54,7 @@ BAD_CONFIGS = [
     (("kubernetes.version", "latest"), "kubernetes.version", "malformed"),
     (("gvisor.release", "latest"), "gvisor.release", "malformed"),
     (("containerd.version", "1.5.9"), "containerd.version", "not supported"),
+    (("containerd.version", "1.6.20"), "containerd.version", "1.7 or newer"),
     (("containerd.sha256", "abc"), "containerd.sha256", "sha256"),
     (("gvisor.runscSha512", "0" * 64), "gvisor.runscSha512", "sha512"),
     (("gvisor.platform", "hvf"), "gvisor.platform", "choose one of"),

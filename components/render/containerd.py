@@ -128,13 +128,23 @@ def _runtime_block(runtimes: str, handler: str, runsc_config_path: str,
             "  privileged_without_host_devices = true", ""]
 
 
+def _flag_value(value: str | bool) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 def render_runsc_toml(platform: str = "systrap",
                       flags: Mapping[str, str | bool] | None = None) -> str:
-    """/etc/containerd/runsc.toml: each key of [runsc_config] becomes a runsc --flag=value."""
+    """/etc/containerd/runsc.toml: each key of [runsc_config] becomes a runsc --flag=value.
+
+    Every value is written as a string: the shim decodes [runsc_config] into strings and
+    rejects a TOML boolean ("incompatible types"), failing every pod.
+    """
     values: dict[str, str | bool] = {"platform": platform, **dict(flags or {})}
     if "allow-flag-override" in values:
         raise ValueError("allow-flag-override would let pod annotations change runsc flags")
     lines = ["# Rendered by sandboxed-k8s; replaced whole on every run.", "[runsc_config]"]
-    lines += [f"  {json.dumps(k)} = {_toml_value(v if isinstance(v, bool) else str(v))}"
+    lines += [f"  {json.dumps(k)} = {json.dumps(_flag_value(v))}"
               for k, v in sorted(values.items())]
     return "\n".join(lines) + "\n"

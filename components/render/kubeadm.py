@@ -11,6 +11,10 @@ KUBEADM_API = "kubeadm.k8s.io/v1beta4"
 CRI_SOCKET = "unix:///run/containerd/containerd.sock"
 CONTROL_PLANE_TAINT = {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}
 KUBE_VIP_MANIFEST = "/etc/kubernetes/manifests/kube-vip.yaml"
+# Written by kubeadm-init.sh / kubeadm-join.sh on every control plane before kubeadm runs.
+ENCRYPTION_CONFIG = "/etc/kubernetes/encryption/config.yaml"
+AUDIT_POLICY = "/etc/kubernetes/audit/policy.yaml"
+AUDIT_LOG_DIR = "/var/log/kubernetes/audit"
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,27 @@ def render_init_config(cluster: ClusterConfig, node: NodeRegistration, advertise
         "clusterName": cluster.cluster_name,
         "controlPlaneEndpoint": cluster.control_plane_endpoint,
         "networking": {"podSubnet": cluster.pod_cidr, "serviceSubnet": cluster.service_cidr},
-        "apiServer": {"certSANs": list(cluster.cert_sans)},
+        "apiServer": {
+            "certSANs": list(cluster.cert_sans),
+            "extraArgs": [
+                {"name": "encryption-provider-config", "value": ENCRYPTION_CONFIG},
+                {"name": "audit-policy-file", "value": AUDIT_POLICY},
+                {"name": "audit-log-path", "value": f"{AUDIT_LOG_DIR}/audit.log"},
+                {"name": "audit-log-maxage", "value": "30"},
+                {"name": "audit-log-maxbackup", "value": "10"},
+                {"name": "audit-log-maxsize", "value": "100"},
+            ],
+            "extraVolumes": [
+                {"name": "encryption-config", "hostPath": ENCRYPTION_CONFIG.rsplit("/", 1)[0],
+                 "mountPath": ENCRYPTION_CONFIG.rsplit("/", 1)[0], "readOnly": True,
+                 "pathType": "DirectoryOrCreate"},
+                {"name": "audit-policy", "hostPath": AUDIT_POLICY.rsplit("/", 1)[0],
+                 "mountPath": AUDIT_POLICY.rsplit("/", 1)[0], "readOnly": True,
+                 "pathType": "DirectoryOrCreate"},
+                {"name": "audit-log", "hostPath": AUDIT_LOG_DIR, "mountPath": AUDIT_LOG_DIR,
+                 "readOnly": False, "pathType": "DirectoryOrCreate"},
+            ],
+        },
     }
     return _dump_all([init, cluster_config, _kubelet_configuration()])
 

@@ -26,6 +26,9 @@ case "$major.$minor" in
   2.*) config_version=3 plugin='io.containerd.cri.v1.runtime' ;;
   *) die "containerd $major.$minor is not supported (1.6, 1.7, 2.x)" ;;
 esac
+if [[ "$major.$minor" == 1.6 && " $HANDLERS " == *" runsc "* ]]; then
+  die "gVisor's containerd shim needs containerd 1.7 or newer; this node has $major.$minor"
+fi
 param="CONTAINERD_CONFIG_V${config_version}_B64"
 log "containerd $major.$minor reads config version $config_version"
 

@@ -2,7 +2,8 @@
 # Initialises the first control plane with kubeadm from the rendered config and the program's
 # PKI. Already initialised and healthy: nothing is done. Half initialised (an earlier run
 # failed part-way): reset, then init again, so the next run converges.
-# Parameters: KUBEADM_CONFIG_B64, the PKI_FILES parameters (see lib.sh),
+# Parameters: KUBEADM_CONFIG_B64, ENCRYPTION_CONFIG_B64, AUDIT_POLICY_B64,
+#             the PKI_FILES parameters (see lib.sh),
 #             [KUBE_VIP_BOOTSTRAP_B64 KUBE_VIP_B64] (HA: the VIP static pod during/after init)
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -26,6 +27,7 @@ else
     kubeadm reset --force
   fi
   install_pki
+  install_apiserver_files
   write_secret_file "$config" KUBEADM_CONFIG_B64
   if [[ -n ${KUBE_VIP_BOOTSTRAP_B64:-} ]]; then
     mkdir -p "$manifests"
@@ -34,6 +36,7 @@ else
   kubeadm init --config "$config"
 fi
 install_pki
+install_apiserver_files
 write_secret_file "$config" KUBEADM_CONFIG_B64
 if [[ -n ${KUBE_VIP_B64:-} ]]; then
   decode_param KUBE_VIP_B64 | write_if_changed "$manifests/kube-vip.yaml" 0600 || true

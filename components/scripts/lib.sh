@@ -121,6 +121,16 @@ install_pki() {
   done
 }
 
+# install_apiserver_files : the encryption config (secret) and the audit policy the API server
+# flags in the kubeadm config point at; every control plane needs them before kubeadm runs.
+install_apiserver_files() {
+  require_params ENCRYPTION_CONFIG_B64 AUDIT_POLICY_B64
+  write_secret_file /etc/kubernetes/encryption/config.yaml ENCRYPTION_CONFIG_B64
+  decode_param AUDIT_POLICY_B64 | write_if_changed /etc/kubernetes/audit/policy.yaml 0600 || true
+  mkdir -p /var/log/kubernetes/audit
+  chmod 0700 /var/log/kubernetes/audit
+}
+
 # kubelet_joined : the node has registered with a cluster and its kubelet runs.
 kubelet_joined() {
   [[ -f /etc/kubernetes/kubelet.conf ]] && systemctl is-active --quiet kubelet

@@ -62,6 +62,9 @@ def fake_state(typ: str, name: str, inputs: Mapping[str, Any]) -> dict[str, Any]
         digest = _fake_bytes("random/" + name, 64)
         length = int(inputs.get("length", 16))
         return {"result": "".join(alphabet[b % len(alphabet)] for b in digest[:length])}
+    if typ == "random:index/randomBytes:RandomBytes":
+        raw = _fake_bytes("bytes/" + name, int(inputs.get("length", 32)))
+        return {"base64": base64.b64encode(raw).decode(), "hex": raw.hex()}
     return {}
 
 

@@ -26,14 +26,19 @@ DOMAIN = "libvirt:index/domain:Domain"
 RUNTIME_CLASS = "kubernetes:node.k8s.io/v1:RuntimeClass"
 POD = "kubernetes:core/v1:Pod"
 K8S_PROVIDER = "pulumi:providers:kubernetes"
+JOB = "kubernetes:batch/v1:Job"
+NAMESPACE = "kubernetes:core/v1:Namespace"
+NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 
 EXPECTED_COUNTS = {
     "dev": {"libvirt:index/network:Network": 1, "libvirt:index/volume:Volume": 4,
             "libvirt:index/cloudInitDisk:CloudInitDisk": 3, DOMAIN: 3, COMMAND: 20,
-            RUNTIME_CLASS: 1, POD: 1, "pulumi:providers:libvirt": 1, K8S_PROVIDER: 1},
+            RUNTIME_CLASS: 1, POD: 1, "pulumi:providers:libvirt": 1, K8S_PROVIDER: 1,
+            JOB: 1, NAMESPACE: 4, NETWORK_POLICY: 8},
     "ha": {"libvirt:index/network:Network": 1, "libvirt:index/volume:Volume": 7,
            "libvirt:index/cloudInitDisk:CloudInitDisk": 6, DOMAIN: 6, COMMAND: 40,
-           RUNTIME_CLASS: 2, POD: 2, "pulumi:providers:libvirt": 1, K8S_PROVIDER: 1},
+           RUNTIME_CLASS: 2, POD: 2, "pulumi:providers:libvirt": 1, K8S_PROVIDER: 1,
+           JOB: 2, NAMESPACE: 4, NETWORK_POLICY: 8},
 }
 NODES = {
     "dev": {"master": "control-plane", "worker1": "gvisor", "worker2": "plain"},

@@ -19,6 +19,8 @@ def secret_values(graph: Graph) -> list[str]:
             values += [state["privateKeyPem"], state["privateKeyOpenssh"]]
         if r.type == "random:index/randomString:RandomString":
             values.append(state["result"])
+        if r.type == "random:index/randomBytes:RandomBytes":
+            values.append(state["base64"])
     assert len(values) >= 10
     return values
 

@@ -70,7 +70,8 @@ def test_invalid_requests_rejected(handlers: list[str], version: int) -> None:
 
 def test_runsc_toml() -> None:
     doc = tomllib.loads(render_runsc_toml("systrap", {"debug": True, "overlay2": "root:self"}))
-    assert doc == {"runsc_config": {"platform": "systrap", "debug": True,
+    # Strings only: the shim rejects TOML booleans.
+    assert doc == {"runsc_config": {"platform": "systrap", "debug": "true",
                                     "overlay2": "root:self"}}
     with pytest.raises(ValueError):
         render_runsc_toml("systrap", {"allow-flag-override": True})

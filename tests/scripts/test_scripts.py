@@ -235,7 +235,7 @@ def test_scripts_refuse_missing_parameters(state_dir: Path) -> None:
 @pytest.mark.skipif(shutil.which("containerd") is None, reason="needs Debian's containerd")
 def test_configure_containerd_installs_matching_file_once(tmp_path: Path) -> None:
     restarts = tmp_path / "restarts"
-    handlers = ["runc", "runsc"]
+    handlers = ["runc", "kata"]  # Debian's 1.6 cannot drive gVisor's shim (tested below)
     env = {
         "CONFIG_DIR": str(tmp_path / "etc"),
         "CONTAINERD_BIN": shutil.which("containerd") or "",
@@ -252,7 +252,7 @@ def test_configure_containerd_installs_matching_file_once(tmp_path: Path) -> Non
     assert restarts.read_text().count("restart") == 1
     second = run_script("configure-containerd.sh", env, check=True)
     assert restarts.read_text().count("restart") == 1
-    assert "handlers configured: runc runsc" in second.stderr
+    assert "handlers configured: runc kata" in second.stderr
     # The file is reconciled, never appended to.
     (tmp_path / "etc/config.toml").write_text(config + "\n# local edit\n")
     run_script("configure-containerd.sh", env, check=True)
@@ -265,13 +265,28 @@ def test_configure_containerd_names_a_missing_handler(tmp_path: Path) -> None:
     env = {
         "CONFIG_DIR": str(tmp_path / "etc"),
         "CONTAINERD_BIN": shutil.which("containerd") or "",
-        # A version-3 file where a version-2 one is needed would hide every handler; here the
-        # file simply lacks kata.
-        "CONTAINERD_CONFIG_V2_B64": b64(render_containerd_config(2, ["runc", "runsc"])),
-        "CONTAINERD_CONFIG_V3_B64": b64(render_containerd_config(3, ["runc", "runsc"])),
-        "HANDLERS": "runc runsc kata",
+        # The file lacks kata although the node needs it.
+        "CONTAINERD_CONFIG_V2_B64": b64(render_containerd_config(2, ["runc"])),
+        "CONTAINERD_CONFIG_V3_B64": b64(render_containerd_config(3, ["runc"])),
+        "HANDLERS": "runc kata",
         "RESTART_CMD": "true",
     }
     result = run_script("configure-containerd.sh", env)
     assert result.returncode != 0
     assert "does not know runtime handler(s): kata" in result.stderr
+
+
+@pytest.mark.skipif(shutil.which("containerd") is None, reason="needs Debian's containerd")
+def test_configure_containerd_refuses_gvisor_on_containerd_16(tmp_path: Path) -> None:
+    env = {
+        "CONFIG_DIR": str(tmp_path / "etc"),
+        "CONTAINERD_BIN": shutil.which("containerd") or "",
+        "CONTAINERD_CONFIG_V2_B64": b64(render_containerd_config(2, ["runc", "runsc"])),
+        "CONTAINERD_CONFIG_V3_B64": b64(render_containerd_config(3, ["runc", "runsc"])),
+        "HANDLERS": "runc runsc",
+        "RESTART_CMD": "true",
+    }
+    result = run_script("configure-containerd.sh", env)
+    assert result.returncode != 0
+    assert "needs containerd 1.7 or newer" in result.stderr
+    assert not (tmp_path / "etc/config.toml").exists()

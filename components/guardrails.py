@@ -1,0 +1,75 @@
+"""Tenant guardrails: the admission policy, and per tenant a restricted namespace with
+default-deny networking, quota, limits and a namespaced role."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.render import guardrails as render
+from components.spec import ClusterSpec
+
+
+def denied_egress(spec: ClusterSpec) -> list[str]:
+    """Where tenant pods may never connect: nodes (kubelet, SSH, API server), the libvirt host
+    (the gateway) and every pod, other tenants' included."""
+    return [str(spec.network.cidr), f"{spec.network.gateway}/32",
+            str(spec.kubernetes.pod_cidr)]
+
+
+@dataclass(frozen=True)
+class TenantGuardrailsArgs:
+    spec: ClusterSpec
+    # The RuntimeClasses the policy names: it must not exist before they do.
+    runtime_classes: Mapping[str, pulumi.Resource]
+
+
+class TenantGuardrails(pulumi.ComponentResource):
+    namespaces: dict[str, k8s.core.v1.Namespace]
+
+    def __init__(self, name: str, args: TenantGuardrailsArgs,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("sandboxed-k8s:guardrails:TenantGuardrails", name, None, opts)
+        spec = args.spec
+        classes = list(spec.enabled_sandboxes)
+        after_classes = pulumi.ResourceOptions(parent=self,
+                                               depends_on=list(args.runtime_classes.values()))
+        policy_doc = render.admission_policy(classes)
+        self.policy = k8s.admissionregistration.v1.ValidatingAdmissionPolicy(
+            "tenant-pods", metadata=policy_doc["metadata"], spec=policy_doc["spec"],
+            opts=after_classes)
+        binding_doc = render.admission_binding()
+        self.binding = k8s.admissionregistration.v1.ValidatingAdmissionPolicyBinding(
+            "tenant-pods", metadata=binding_doc["metadata"], spec=binding_doc["spec"],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.policy]))
+
+        self.namespaces = {}
+        for tenant in spec.tenants:
+            # Pods may only be created once the policy that guards them is enforced.
+            namespace = k8s.core.v1.Namespace(tenant.name, metadata={
+                "name": tenant.name,
+                "labels": render.tenant_namespace_labels(spec.kubernetes.minor),
+            }, opts=pulumi.ResourceOptions(parent=self, depends_on=[self.binding]))
+            self.namespaces[tenant.name] = namespace
+            inside = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
+            for policy in render.network_policies(tenant.name, denied_egress(spec)):
+                k8s.networking.v1.NetworkPolicy(
+                    f"{tenant.name}-{policy['metadata']['name']}",
+                    metadata=policy["metadata"], spec=policy["spec"], opts=inside)
+            quota = render.resource_quota(tenant)
+            k8s.core.v1.ResourceQuota(f"{tenant.name}-quota", metadata=quota["metadata"],
+                                      spec=quota["spec"], opts=inside)
+            limits = render.limit_range(tenant)
+            k8s.core.v1.LimitRange(f"{tenant.name}-limits", metadata=limits["metadata"],
+                                   spec=limits["spec"], opts=inside)
+            role = render.tenant_role(tenant.name)
+            k8s.rbac.v1.Role(f"{tenant.name}-tenant-admin", metadata=role["metadata"],
+                             rules=role["rules"], opts=inside)
+            binding = render.tenant_role_binding(tenant.name)
+            k8s.rbac.v1.RoleBinding(f"{tenant.name}-tenant-admin",
+                                    metadata=binding["metadata"], role_ref=binding["roleRef"],
+                                    subjects=binding["subjects"], opts=inside)
+        self.register_outputs({"tenants": list(self.namespaces)})

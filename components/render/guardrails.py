@@ -1,0 +1,212 @@
+"""Tenant guardrails as Kubernetes objects (plain dicts in the API's own field names).
+
+gVisor's threat model leaves the pod spec and runtime flags to the deployer, and NetworkPolicy
+always lets a pod reach its own node: these objects are the boundary around the sandbox.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from typing import Any
+
+from components.spec import TENANT_LABEL, TenantSpec
+
+POLICY_NAME = "sandboxed-k8s-tenant-pods"
+PROOF_NAMESPACE = "sandbox-proof"
+PROOF_IMAGE = "docker.io/library/busybox:1.36.1"
+# Link-local covers the cloud metadata address 169.254.169.254 and its neighbours.
+LINK_LOCAL = "169.254.0.0/16"
+
+Obj = dict[str, Any]
+
+
+def cel_list(values: Sequence[str]) -> str:
+    return "[" + ", ".join(f"'{v}'" for v in values) + "]"
+
+
+def pod_validations(sandbox_classes: Sequence[str]) -> list[Obj]:
+    """CEL rules every tenant pod must pass (evaluated by the API server on CREATE/UPDATE)."""
+    allowed = cel_list(sandbox_classes)
+    return [
+        {
+            # Unset, empty or `runc` all fall outside the list: no tenant pod runs unsandboxed.
+            "expression": f"has(object.spec.runtimeClassName) && "
+                          f"object.spec.runtimeClassName in {allowed}",
+            "message": f"tenant pods must set spec.runtimeClassName to one of {allowed}",
+            "reason": "Forbidden",
+        },
+        {
+            # runsc flags are outside gVisor's threat model: no pod may set them.
+            "expression": "!has(object.metadata.annotations) || "
+                          "object.metadata.annotations.all(k, !k.startsWith('dev.gvisor.'))",
+            "message": "dev.gvisor.* annotations are not allowed in tenant namespaces",
+            "reason": "Forbidden",
+        },
+        {
+            "expression": "has(object.spec.automountServiceAccountToken) && "
+                          "object.spec.automountServiceAccountToken == false",
+            "message": "tenant pods must set spec.automountServiceAccountToken: false",
+            "reason": "Forbidden",
+        },
+    ]
+
+
+def admission_policy(sandbox_classes: Sequence[str]) -> Obj:
+    return {
+        "metadata": {"name": POLICY_NAME},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{
+                "apiGroups": [""], "apiVersions": ["v1"],
+                "operations": ["CREATE", "UPDATE"], "resources": ["pods"],
+            }]},
+            "validations": pod_validations(sandbox_classes),
+        },
+    }
+
+
+def admission_binding() -> Obj:
+    return {
+        "metadata": {"name": POLICY_NAME},
+        "spec": {
+            "policyName": POLICY_NAME,
+            "validationActions": ["Deny"],
+            "matchResources": {"namespaceSelector": {"matchLabels": {TENANT_LABEL: "true"}}},
+        },
+    }
+
+
+def tenant_namespace_labels(kubernetes_minor: str) -> dict[str, str]:
+    """Pod Security `restricted`, enforced, warned and audited, pinned to the cluster's minor."""
+    labels = {TENANT_LABEL: "true"}
+    for mode in ("enforce", "warn", "audit"):
+        labels[f"pod-security.kubernetes.io/{mode}"] = "restricted"
+        labels[f"pod-security.kubernetes.io/{mode}-version"] = f"v{kubernetes_minor}"
+    return labels
+
+
+def network_policies(namespace: str, denied_cidrs: Sequence[str]) -> list[Obj]:
+    """Default deny both ways; same-namespace traffic, DNS and the internet (minus the node
+    network, the pod network of other tenants and link-local) allowed."""
+    def meta(name: str) -> Obj:
+        return {"name": name, "namespace": namespace}
+
+    collapsed = [str(n) for n in ipaddress.collapse_addresses(
+        ipaddress.IPv4Network(c) for c in (*denied_cidrs, LINK_LOCAL))]
+    return [
+        {"metadata": meta("default-deny"),
+         "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}},
+        {"metadata": meta("allow-same-namespace"),
+         "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"],
+                  "ingress": [{"from": [{"podSelector": {}}]}],
+                  "egress": [{"to": [{"podSelector": {}}]}]}},
+        {"metadata": meta("allow-dns"),
+         "spec": {"podSelector": {}, "policyTypes": ["Egress"],
+                  "egress": [{
+                      "to": [{"namespaceSelector": {"matchLabels": {
+                                  "kubernetes.io/metadata.name": "kube-system"}},
+                              "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+                      "ports": [{"protocol": "UDP", "port": 53},
+                                {"protocol": "TCP", "port": 53}]}]}},
+        {"metadata": meta("allow-internet"),
+         "spec": {"podSelector": {}, "policyTypes": ["Egress"],
+                  "egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0",
+                                                  "except": collapsed}}]}]}},
+    ]
+
+
+def resource_quota(tenant: TenantSpec) -> Obj:
+    # RuntimeClass overhead is added to each pod's usage, so sandbox cost counts here.
+    return {"metadata": {"name": "tenant-quota", "namespace": tenant.name},
+            "spec": {"hard": dict(tenant.quota)}}
+
+
+def limit_range(tenant: TenantSpec) -> Obj:
+    return {"metadata": {"name": "tenant-limits", "namespace": tenant.name},
+            "spec": {"limits": [{"type": "Container", "default": dict(tenant.default_limits),
+                                 "defaultRequest": dict(tenant.default_requests)}]}}
+
+
+def tenant_role(namespace: str) -> Obj:
+    """What a tenant may do in its own namespace; nothing cluster-scoped (RuntimeClasses,
+    admission policies, namespaces) and no NetworkPolicy/quota edits."""
+    return {
+        "metadata": {"name": "tenant-admin", "namespace": namespace},
+        "rules": [
+            {"apiGroups": [""], "resources": ["pods", "pods/log", "services", "configmaps",
+                                              "secrets", "persistentvolumeclaims", "events"],
+             "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
+            {"apiGroups": ["apps"], "resources": ["deployments", "replicasets",
+                                                  "statefulsets"],
+             "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
+            {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"],
+             "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
+        ],
+    }
+
+
+def tenant_role_binding(namespace: str) -> Obj:
+    return {
+        "metadata": {"name": "tenant-admin", "namespace": namespace},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                    "name": "tenant-admin"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
+                      "name": f"tenant:{namespace}"}],
+    }
+
+
+def proof_job(runtime: str) -> Obj:
+    """A Job whose log shows the kernel it ran on: a sandbox's, not the node's."""
+    return {
+        "metadata": {"name": f"sandbox-proof-{runtime}", "namespace": PROOF_NAMESPACE},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {"spec": {
+                "runtimeClassName": runtime,
+                "restartPolicy": "Never",
+                "automountServiceAccountToken": False,
+                "containers": [{
+                    "name": "proof",
+                    "image": PROOF_IMAGE,
+                    "command": ["sh", "-c",
+                                'echo "kernel-release: $(uname -r)"; dmesg 2>&1 | head -n 20'],
+                }],
+            }},
+        },
+    }
+
+
+def audit_policy() -> Obj:
+    return {
+        "apiVersion": "audit.k8s.io/v1",
+        "kind": "Policy",
+        "omitStages": ["RequestReceived"],
+        "rules": [
+            # Who read or changed a secret, never its content.
+            {"level": "Metadata", "resources": [{"group": "", "resources": [
+                "secrets", "configmaps", "serviceaccounts/token"]}]},
+            {"level": "RequestResponse", "resources": [
+                {"group": "rbac.authorization.k8s.io"},
+                {"group": "admissionregistration.k8s.io"},
+                {"group": "node.k8s.io"}]},
+            {"level": "Request", "resources": [{"group": "", "resources": [
+                "pods/exec", "pods/attach", "pods/portforward"]}]},
+            {"level": "None", "nonResourceURLs": ["/healthz*", "/livez*", "/readyz*",
+                                                  "/version"]},
+            {"level": "Metadata"},
+        ],
+    }
+
+
+def encryption_config(key_base64: str) -> Obj:
+    """Secrets encrypted at rest in etcd (aescbc; the key is a Pulumi secret)."""
+    return {
+        "apiVersion": "apiserver.config.k8s.io/v1",
+        "kind": "EncryptionConfiguration",
+        "resources": [{
+            "resources": ["secrets"],
+            "providers": [{"aescbc": {"keys": [{"name": "key1", "secret": key_base64}]}},
+                          {"identity": {}}],
+        }],
+    }
