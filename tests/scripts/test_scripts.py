@@ -18,7 +18,7 @@ from components.render.scripts import (
     render_invocation,
     script_names,
 )
-from tests.scripts.conftest import run_script
+from tests.conftest import run_script
 
 FAKE_RUNSC = "#!/bin/sh\necho 'runsc version {tag}'\n"
 

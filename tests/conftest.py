@@ -1,3 +1,5 @@
+"""Fixtures shared by the test layers: running node scripts, a local release server."""
+
 from __future__ import annotations
 
 import functools
