@@ -15,22 +15,13 @@ CONFIG_DIR=${CONFIG_DIR:-/etc/containerd}
 RUNSC_TOML_B64=${RUNSC_TOML_B64:-}
 changed=0
 
-version_line=$("$CONTAINERD_BIN" --version) || die "containerd is not installed at $CONTAINERD_BIN"
-if [[ $version_line =~ [[:space:]]v?([0-9]+)\.([0-9]+)\.[0-9]+ ]]; then
-  major=${BASH_REMATCH[1]} minor=${BASH_REMATCH[2]}
-else
-  die "cannot read containerd's version from: $version_line"
+detect_containerd "$CONTAINERD_BIN"
+if [[ $CONTAINERD_MINOR == 1.6 && " $HANDLERS " == *" runsc "* ]]; then
+  die "gVisor's containerd shim needs containerd 1.7 or newer; this node has $CONTAINERD_MINOR"
 fi
-case "$major.$minor" in
-  1.6 | 1.7) config_version=2 plugin='io.containerd.grpc.v1.cri' ;;
-  2.*) config_version=3 plugin='io.containerd.cri.v1.runtime' ;;
-  *) die "containerd $major.$minor is not supported (1.6, 1.7, 2.x)" ;;
-esac
-if [[ "$major.$minor" == 1.6 && " $HANDLERS " == *" runsc "* ]]; then
-  die "gVisor's containerd shim needs containerd 1.7 or newer; this node has $major.$minor"
-fi
+config_version=$CONTAINERD_CONFIG_VERSION
 param="CONTAINERD_CONFIG_V${config_version}_B64"
-log "containerd $major.$minor reads config version $config_version"
+log "containerd $CONTAINERD_MINOR reads config version $config_version"
 
 if decode_param "$param" | write_if_changed "$CONFIG_DIR/config.toml" 0644; then changed=1; fi
 if [[ -n $RUNSC_TOML_B64 ]]; then
@@ -45,12 +36,4 @@ else
   log "configuration unchanged, containerd not restarted"
 fi
 
-dump=$("$CONTAINERD_BIN" --config "$CONFIG_DIR/config.toml" config dump) ||
-  die "containerd cannot parse $CONFIG_DIR/config.toml"
-missing=()
-for handler in $HANDLERS; do
-  grep -qF "[plugins.\"$plugin\".containerd.runtimes.$handler]" <<<"$dump" || missing+=("$handler")
-done
-((${#missing[@]} == 0)) ||
-  die "containerd does not know runtime handler(s): ${missing[*]} (plugin $plugin)"
-log "handlers configured: $HANDLERS"
+check_handlers "$CONTAINERD_BIN" "$CONFIG_DIR/config.toml" "$HANDLERS"

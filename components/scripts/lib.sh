@@ -121,6 +121,37 @@ install_pki() {
   done
 }
 
+# detect_containerd BIN : sets CONTAINERD_MINOR (e.g. 2.1), CONTAINERD_CONFIG_VERSION (2 for
+# 1.6/1.7, 3 for 2.x) and CONTAINERD_CRI_PLUGIN (where that schema keeps CRI runtimes).
+detect_containerd() {
+  local version_line
+  version_line=$("$1" --version) || die "containerd is not installed at $1"
+  [[ $version_line =~ [[:space:]]v?([0-9]+)\.([0-9]+)\.[0-9]+ ]] ||
+    die "cannot read containerd's version from: $version_line"
+  CONTAINERD_MINOR="${BASH_REMATCH[1]}.${BASH_REMATCH[2]}"
+  # shellcheck disable=SC2034 # CONTAINERD_CONFIG_VERSION is read by the calling script
+  case $CONTAINERD_MINOR in
+    1.6 | 1.7) CONTAINERD_CONFIG_VERSION=2 CONTAINERD_CRI_PLUGIN='io.containerd.grpc.v1.cri' ;;
+    2.*) CONTAINERD_CONFIG_VERSION=3 CONTAINERD_CRI_PLUGIN='io.containerd.cri.v1.runtime' ;;
+    *) die "containerd $CONTAINERD_MINOR is not supported (1.6, 1.7, 2.x)" ;;
+  esac
+}
+
+# check_handlers BIN CONFIG "HANDLER..." : containerd, reading CONFIG, knows every handler;
+# fails naming the missing ones (a block under the other schema's plugin name is ignored).
+check_handlers() {
+  local bin=$1 config=$2 handler dump missing=()
+  detect_containerd "$bin"
+  dump=$("$bin" --config "$config" config dump) || die "containerd cannot parse $config"
+  for handler in $3; do
+    grep -qF "[plugins.\"$CONTAINERD_CRI_PLUGIN\".containerd.runtimes.$handler]" <<<"$dump" ||
+      missing+=("$handler")
+  done
+  ((${#missing[@]} == 0)) ||
+    die "containerd does not know runtime handler(s): ${missing[*]} (plugin $CONTAINERD_CRI_PLUGIN)"
+  log "handlers configured: $3"
+}
+
 # install_apiserver_files : the encryption config (secret) and the audit policy the API server
 # flags in the kubeadm config point at; every control plane needs them before kubeadm runs.
 install_apiserver_files() {

@@ -290,3 +290,20 @@ def test_configure_containerd_refuses_gvisor_on_containerd_16(tmp_path: Path) ->
     assert result.returncode != 0
     assert "needs containerd 1.7 or newer" in result.stderr
     assert not (tmp_path / "etc/config.toml").exists()
+
+
+@pytest.mark.skipif(shutil.which("containerd") is None, reason="needs Debian's containerd")
+def test_check_node_reports_handlers_from_the_given_config(tmp_path: Path) -> None:
+    check = SCRIPTS_DIR.parents[1] / "tools" / "check-node"
+    good = tmp_path / "good.toml"
+    good.write_text(render_containerd_config(2, ["runc", "runsc"]))
+    result = subprocess.run([str(check), "--gvisor", "--config", str(good)],
+                            capture_output=True, text=True)
+    assert "handlers configured: runc runsc" in result.stderr
+    bad = tmp_path / "bad.toml"  # a version-3 file: containerd 1.6 ignores its runtimes
+    bad.write_text(render_containerd_config(3, ["runc", "runsc"]))
+    result = subprocess.run([str(check), "--gvisor", "--config", str(bad)],
+                            capture_output=True, text=True)
+    assert result.returncode != 0
+    # (1.6 has a built-in runc default, so only runsc is missing)
+    assert "does not know runtime handler(s): runsc" in result.stderr
