@@ -1,0 +1,90 @@
+"""A `Cluster` that replays recorded kubectl answers (tests/verify/recorded/*.json).
+
+Scenario keys: `get` maps "resource [-n ns] [-l selector] [name]" to the object; `logs` maps
+"ns/pod" to the text or {"error": message}; `dry_run` maps a pod name to [allowed, message];
+`exec` lists {pod, match, rc, stdout, stderr} (first whose `match` is in the command wins);
+`wait_errors` and `create_errors` map a pod name to a kubectl error. Anything not recorded
+raises KubeError, as a failing kubectl would.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from verify.kube import KubeError, Obj, PodCondition
+
+RECORDED = Path(__file__).parent / "recorded"
+
+
+def load(name: str) -> dict[str, Any]:
+    scenario: dict[str, Any] = json.loads((RECORDED / f"{name}.json").read_text())
+    return scenario
+
+
+class FakeCluster:
+    def __init__(self, scenario: dict[str, Any]) -> None:
+        self.scenario = copy.deepcopy(scenario)
+        self.created: list[Obj] = []
+        self.deleted: list[tuple[str, str, str]] = []
+        self.dry_runs: list[Obj] = []
+        self.commands: list[tuple[str, list[str]]] = []
+
+    def get_json(self, resource: str, name: str | None = None, namespace: str | None = None,
+                 selector: str | None = None) -> Obj:
+        key = " ".join([resource, *(["-n", namespace] if namespace else []),
+                        *(["-l", selector] if selector else []), *([name] if name else [])])
+        if key not in self.scenario["get"]:
+            raise KubeError(f'Error from server (NotFound): "{key}" not found')
+        value: Obj = copy.deepcopy(self.scenario["get"][key])
+        return value
+
+    def create(self, manifest: Obj) -> Obj:
+        name = manifest["metadata"]["name"]
+        if name in self.scenario.get("create_errors", {}):
+            raise KubeError(self.scenario["create_errors"][name])
+        self.created.append(manifest)
+        return manifest
+
+    def dry_run_create(self, manifest: Obj) -> tuple[bool, str]:
+        self.dry_runs.append(manifest)
+        name = manifest["metadata"]["name"]
+        if name not in self.scenario["dry_run"]:
+            raise KubeError(f"no recorded dry-run answer for {name}")
+        allowed, message = self.scenario["dry_run"][name]
+        return bool(allowed), str(message)
+
+    def delete(self, resource: str, name: str, namespace: str) -> None:
+        self.deleted.append((resource, name, namespace))
+
+    def logs(self, pod: str, namespace: str) -> str:
+        answer = self.scenario["logs"].get(f"{namespace}/{pod}")
+        if answer is None or isinstance(answer, dict):
+            raise KubeError((answer or {}).get("error", f"no logs recorded for {pod}"))
+        return str(answer)
+
+    def exec(self, pod: str, namespace: str, command: Sequence[str]) -> tuple[int, str, str]:
+        self.commands.append((pod, list(command)))
+        line = " ".join(command)
+        for entry in self.scenario["exec"]:
+            if entry["pod"] == pod and entry["match"] in line:
+                return int(entry["rc"]), str(entry["stdout"]), str(entry["stderr"])
+        raise KubeError(f"kubectl exec {pod}: no recorded answer for {line!r}")
+
+    def wait_pod(self, pod: str, namespace: str, condition: PodCondition,
+                 timeout: float) -> None:
+        if pod in self.scenario.get("wait_errors", {}):
+            raise KubeError(self.scenario["wait_errors"][pod])
+
+
+def set_exec(scenario: dict[str, Any], pod: str, match: str, rc: int, stdout: str = "",
+             stderr: str = "") -> None:
+    """Replace the recorded answer for one command."""
+    for entry in scenario["exec"]:
+        if entry["pod"] == pod and entry["match"] == match:
+            entry.update(rc=rc, stdout=stdout, stderr=stderr)
+            return
+    raise AssertionError(f"no recorded exec {pod} {match}")
