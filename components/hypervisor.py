@@ -55,9 +55,10 @@ class Hypervisor(pulumi.ComponentResource):
                     mode="nat",
                     addresses=[str(spec.network.cidr)],
                     autostart=True,
-                    # Addresses are static (cloud-init network-config) so they are known at
-                    # plan time; libvirt's dnsmasq still serves DNS on the gateway address.
-                    dhcp=libvirt.NetworkDhcpArgs(enabled=False),
+                    # Addresses are static (cloud-init network-config), known at plan time;
+                    # each NIC's fixed MAC also gets a DHCP reservation for the same address
+                    # (libvirt keeps reservations under <dhcp>, so DHCP stays on).
+                    dhcp=libvirt.NetworkDhcpArgs(enabled=True),
                     dns=libvirt.NetworkDnsArgs(enabled=True, local_only=True),
                     opts=self._opts(provider, delete_before_replace=True),
                 )
