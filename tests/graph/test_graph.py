@@ -299,3 +299,15 @@ def test_join_discovery_is_pinned_to_the_ca(graph: Graph, stack: str) -> None:
         assert len(hashes) == 1 and re.fullmatch(r"sha256:[0-9a-f]{64}", hashes[0])
         assert re.fullmatch(r"[a-z0-9]{6}\.[a-z0-9]{16}",
                             join["discovery"]["bootstrapToken"]["token"])
+
+
+def test_static_address_matches_the_reservation(graph: Graph) -> None:
+    disks = {d.name.removesuffix("-cloudinit"): d.inputs
+             for d in graph.of_type("libvirt:index/cloudInitDisk:CloudInitDisk")}
+    for domain in graph.of_type(DOMAIN):
+        nic = domain.inputs["networkInterfaces"][0]
+        eth0 = yaml.safe_load(disks[domain.name]["networkConfig"])["ethernets"]["eth0"]
+        assert eth0["match"]["macaddress"] == nic["mac"]
+        assert eth0["addresses"][0].split("/")[0] == nic["addresses"][0]
+        user_data = yaml.safe_load(disks[domain.name]["userData"])
+        assert user_data["hostname"] == domain.name
