@@ -324,7 +324,7 @@ TENANT_DEFAULTS: dict[str, Any] = {
 }
 # Namespaces that must never become tenants: the cluster's own and Kubernetes' reserved ones.
 RESERVED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease",
-                       "kube-flannel")
+                       "kube-flannel", "sandbox-proof")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -407,8 +407,9 @@ class _Collector:
 
     def checksum(self, value: Any, path: str, algorithm: str) -> str:
         if not isinstance(value, str) or not _HEX[algorithm].match(value):
-            self.error(path, f"must be the artifact's {algorithm} as lowercase hex "
-                             f"({_HEX[algorithm].pattern[3:-2]} characters)")
+            length = {"sha256": 64, "sha512": 128}[algorithm]
+            self.error(path, f"must be the artifact's {algorithm}: {length} lowercase hex "
+                             "characters")
             return ""
         return value
 
@@ -422,6 +423,8 @@ class _Collector:
         return Artifact(version, f"sha256:{digest}", base_url.rstrip("/"))
 
     def quantity(self, value: Any, path: str) -> str:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)  # `cpu: 4` in YAML is as good as `cpu: "4"`
         if not isinstance(value, str) or not _QUANTITY.match(value):
             self.error(path, f"{value!r} is not a Kubernetes quantity (e.g. 250m, 128Mi)")
             return "0"
@@ -552,12 +555,12 @@ def _tenants(c: _Collector, raw: Any) -> list[TenantSpec]:
         limits = c.section(t["limits"], f"{path}.limits", TENANT_DEFAULTS["limits"])
         requests = c.section(t["requests"], f"{path}.requests", TENANT_DEFAULTS["requests"])
         pods = c.integer(quota["pods"], f"{path}.quota.pods", 1, 10000)
+        cpu = c.quantity(quota["cpu"], f"{path}.quota.cpu")
+        memory = c.quantity(quota["memory"], f"{path}.quota.memory")
         tenants.append(TenantSpec(
             name=name,
-            quota={"requests.cpu": c.quantity(quota["cpu"], f"{path}.quota.cpu"),
-                   "requests.memory": c.quantity(quota["memory"], f"{path}.quota.memory"),
-                   "limits.cpu": str(quota["cpu"]), "limits.memory": str(quota["memory"]),
-                   "pods": str(pods)},
+            quota={"requests.cpu": cpu, "requests.memory": memory, "limits.cpu": cpu,
+                   "limits.memory": memory, "pods": str(pods)},
             default_limits={k: c.quantity(v, f"{path}.limits.{k}") for k, v in limits.items()},
             default_requests={k: c.quantity(v, f"{path}.requests.{k}")
                               for k, v in requests.items()},

@@ -73,6 +73,14 @@ BAD_CONFIGS = [
     (("adminUser", "root"), "adminUser", "must not be root"),
     (("kubernetes.tokenTtl", "forever"), "kubernetes.tokenTtl", "malformed"),
     (("pools.1.names", ["a", "b"]), "pools[gvisor].names", "exactly `count`"),
+    (("tenants", [{"name": "kube-system"}]), "tenants[kube-system].name", "reserved"),
+    (("tenants", [{"name": "a"}, {"name": "a"}]), "tenants[a].name", "duplicate"),
+    (("tenants", [{"name": "a", "quota": {"gpus": 1}}]), "tenants[a].quota.gpus",
+     "unknown key"),
+    (("tenants", [{"name": "a", "limits": {"cpu": "lots"}}]), "tenants[a].limits.cpu",
+     "not a Kubernetes quantity"),
+    (("tenants", [{"name": "Tenant_A"}]), "tenants[0].name", "malformed"),
+    (("tenants", {"name": "a"}), "tenants", "must be a list"),
 ]
 
 
@@ -118,6 +126,23 @@ def test_every_problem_is_reported_at_once() -> None:
     keys = {p.split(":")[0] for p in error.value.problems}
     assert {"kubernetes.version", "pools[gvisor].runtimes[0]", "pools[plain].memoryMiB",
             "typo"} <= keys
+
+
+def test_tenants_need_a_sandbox_pool() -> None:
+    config = dev_config()
+    config["pools"][1]["runtimes"] = []
+    config["tenants"] = [{"name": "tenant-a"}]
+    with pytest.raises(ConfigError) as error:
+        load(config, "dev")
+    assert any(p.startswith("tenants:") and "sandboxed" in p for p in error.value.problems)
+
+
+def test_tenant_quota_accepts_plain_numbers() -> None:
+    config = dev_config()
+    config["tenants"] = [{"name": "tenant-a", "quota": {"cpu": 3, "memory": "6Gi", "pods": 5}}]
+    tenant = load(config, "dev").tenants[0]
+    assert tenant.quota == {"requests.cpu": "3", "requests.memory": "6Gi", "limits.cpu": "3",
+                            "limits.memory": "6Gi", "pods": "5"}
 
 
 def test_empty_config_uses_documented_defaults() -> None:
