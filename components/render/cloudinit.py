@@ -21,6 +21,14 @@ PACKAGES = ("qemu-guest-agent", "curl", "ca-certificates", "tar", "bzip2", "xz-u
             "conntrack", "socat", "iptables", "ethtool", "kmod")
 
 
+RUNCMD = "\n".join([
+    f"modprobe -a {' '.join(KERNEL_MODULES)}",
+    "sysctl --system",
+    "swapoff -a",
+    r"sed -i -E '/\sswap\s/s/^([^#])/#\1/' /etc/fstab",
+])
+
+
 @dataclass(frozen=True)
 class NodeCloudInit:
     hostname: str
@@ -96,13 +104,10 @@ def render_user_data(node: NodeCloudInit) -> str:
         ],
         # kubelet refuses to start with swap on; cloud images may add a swap file later.
         "swap": {"size": 0},
-        "runcmd": [
-            ["modprobe", "-a", *KERNEL_MODULES],
-            ["sysctl", "--system"],
-            ["swapoff", "-a"],
-            ["sed", "-i", "-E", r"/\sswap\s/s/^([^#])/#\1/", "/etc/fstab"],
-            ["systemctl", "enable", "--now", "qemu-guest-agent"],
-        ],
+        # One `sh -e` script: cloud-init runs runcmd without -e, so a failed step in a list
+        # would pass unnoticed. (qemu-guest-agent needs no command: its unit starts itself
+        # once the VM's agent channel appears.)
+        "runcmd": [["sh", "-ec", RUNCMD]],
     }
     return "#cloud-config\n" + _dump(document)
 

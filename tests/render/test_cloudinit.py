@@ -45,7 +45,9 @@ def test_user_data_content() -> None:
     assert files["/etc/modules-load.d/kubernetes.conf"].split() == list(KERNEL_MODULES)
     for key, value in SYSCTLS.items():
         assert f"{key} = {value}" in files["/etc/sysctl.d/90-kubernetes.conf"]
-    assert ["swapoff", "-a"] in doc["runcmd"]
+    (script,) = doc["runcmd"]
+    assert script[:2] == ["sh", "-ec"]  # the first failing step fails cloud-init
+    assert "swapoff -a" in script[2] and "modprobe -a overlay br_netfilter" in script[2]
     assert doc["locale"] == "C.UTF-8" and doc["manage_etc_hosts"] is True
 
 
