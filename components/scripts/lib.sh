@@ -144,7 +144,9 @@ check_handlers() {
   detect_containerd "$bin"
   dump=$("$bin" --config "$config" config dump) || die "containerd cannot parse $config"
   for handler in $3; do
-    grep -qF "[plugins.\"$CONTAINERD_CRI_PLUGIN\".containerd.runtimes.$handler]" <<<"$dump" ||
+    # containerd 1.x quotes plugin names with " in its dump, 2.x with '.
+    grep -qF -e "[plugins.\"$CONTAINERD_CRI_PLUGIN\".containerd.runtimes.$handler]" \
+      -e "[plugins.'$CONTAINERD_CRI_PLUGIN'.containerd.runtimes.$handler]" <<<"$dump" ||
       missing+=("$handler")
   done
   ((${#missing[@]} == 0)) ||
