@@ -125,21 +125,23 @@ class Graph:
             deps.add(r.provider.rsplit("::", 1)[0])
         return deps
 
-    def ancestors(self, urn: str) -> set[str]:
-        """Everything `urn` transitively waits for (components expand to their children)."""
+    def waits_for(self, urn: str) -> set[str]:
+        """Direct edges of `urn`, a component standing for all its descendants."""
         index = self.by_urn()
         children: dict[str, list[str]] = {}
         for r in self.resources:
             children.setdefault(r.parent, []).append(r.urn)
+        return {t for dep in self.edges(urn)
+                for t in [dep, *self._descendants(dep, children)] if t in index}
+
+    def ancestors(self, urn: str) -> set[str]:
+        """Everything `urn` transitively waits for."""
         seen: set[str] = set()
         stack = [urn]
         while stack:
-            current = stack.pop()
-            for dep in self.edges(current) if current in index else set():
-                for target in [dep, *self._descendants(dep, children)]:
-                    if target not in seen and target in index:
-                        seen.add(target)
-                        stack.append(target)
+            for target in self.waits_for(stack.pop()) - seen:
+                seen.add(target)
+                stack.append(target)
         return seen
 
     @staticmethod
@@ -151,17 +153,12 @@ class Graph:
     def critical_path(self, typ: str) -> int:
         """The longest chain of `typ` resources each waiting for the previous one."""
         index = self.by_urn()
-        children: dict[str, list[str]] = {}
-        for r in self.resources:
-            children.setdefault(r.parent, []).append(r.urn)
         depth: dict[str, int] = {}
 
         def visit(urn: str) -> int:
             if urn not in depth:
-                direct = {t for dep in self.edges(urn)
-                          for t in [dep, *self._descendants(dep, children)] if t in index}
                 own = 1 if index[urn].type == typ else 0
-                depth[urn] = own + max((visit(d) for d in direct), default=0)
+                depth[urn] = own + max((visit(d) for d in self.waits_for(urn)), default=0)
             return depth[urn]
 
         return max((visit(r.urn) for r in self.resources), default=0)

@@ -25,16 +25,6 @@ def secret_values(graph: Graph) -> list[str]:
     return values
 
 
-def strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in strings(v)]
-    if isinstance(value, list):
-        return [s for v in value for s in strings(v)]
-    return []
-
-
 def plain_strings(value: Any) -> list[str]:
     """Strings of an input that are NOT under a secret marker."""
     if is_secret(value):
