@@ -131,8 +131,9 @@ class Hypervisor(pulumi.ComponentResource):
             name=prefix,
             vcpu=pool.cpu,
             memory=pool.memory_mib,
-            # Kata starts a VM per pod: the node needs the host CPU's virtualisation extensions.
-            cpu=libvirt.DomainCpuArgs(mode="host-passthrough") if pool.needs_kvm else None,
+            # KVM inside the node needs the host CPU's virtualisation extensions.
+            cpu=(libvirt.DomainCpuArgs(mode="host-passthrough") if spec.needs_kvm(pool)
+                 else None),
             cloudinit=cloudinit.id,
             disks=[libvirt.DomainDiskArgs(volume_id=root.id)],
             network_interfaces=[nic],

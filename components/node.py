@@ -61,7 +61,7 @@ class NodeRuntime(pulumi.ComponentResource):
         self.wait = step("wait-cloud-init", "wait-cloud-init.sh", {}, [args.domain])
         self.preflight = step("preflight", "preflight.sh", {
             "REQUIRE_GVISOR": "1" if "gvisor" in node.pool.runtimes else "0",
-            "REQUIRE_KVM": "1" if node.pool.needs_kvm else "0",
+            "REQUIRE_KVM": "1" if spec.needs_kvm(node.pool) else "0",
             "MIN_FREE_GIB": str(MIN_FREE_GIB),
         }, [self.wait])
         self.containerd = step("containerd", "install-containerd.sh", {

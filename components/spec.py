@@ -158,10 +158,6 @@ class PoolSpec:
         return self.role == "control-plane"
 
     @property
-    def needs_kvm(self) -> bool:
-        return "kata" in self.runtimes
-
-    @property
     def node_labels(self) -> dict[str, str]:
         """User labels plus the pool label and one label per sandbox runtime."""
         labels = dict(self.labels)
@@ -242,6 +238,12 @@ class ClusterSpec:
 
     def pools_with(self, runtime: str) -> tuple[PoolSpec, ...]:
         return tuple(p for p in self.pools if runtime in p.runtimes)
+
+    def needs_kvm(self, pool: PoolSpec) -> bool:
+        """Kata starts a VM per pod, and runsc's kvm platform uses KVM directly: either needs
+        /dev/kvm inside the node VM."""
+        return "kata" in pool.runtimes or (
+            "gvisor" in pool.runtimes and self.gvisor.platform == "kvm")
 
 
 def sandbox_label(runtime: str) -> str:

@@ -184,3 +184,15 @@ def test_node_addresses_skip_gateway_and_stop_at_the_end_of_the_range() -> None:
     with pytest.raises(ConfigError) as error:
         load(config, "dev")  # hosts .1-.6 only; nodes start at .10
     assert any(p.startswith("network.cidr:") and "no room" in p for p in error.value.problems)
+
+
+@pytest.mark.parametrize(("platform", "gvisor_pool_needs_kvm"), [("systrap", False),
+                                                                 ("kvm", True)])
+def test_kvm_is_needed_by_kata_and_by_runsc_on_the_kvm_platform(
+        platform: str, gvisor_pool_needs_kvm: bool) -> None:
+    spec = load(with_change("gvisor.platform", platform), "dev")
+    pools = {p.name: p for p in spec.pools}
+    assert spec.needs_kvm(pools["gvisor"]) is gvisor_pool_needs_kvm
+    assert not spec.needs_kvm(pools["plain"])
+    kata = load(with_change("pools.1.runtimes", ["kata"]), "dev")
+    assert kata.needs_kvm(next(p for p in kata.pools if p.name == "gvisor"))

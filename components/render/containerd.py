@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 
 KNOWN_HANDLERS = ("runc", "runsc", "kata")
 RUNSC_CONFIG_PATH = "/etc/containerd/runsc.toml"
+# Where install-kata.sh puts the static release's configuration (qemu hypervisor).
+KATA_CONFIG_PATH = "/opt/kata/share/defaults/kata-containers/configuration.toml"
 # kubeadm 1.34's pause image; matching it avoids the kubelet/containerd sandbox image mismatch.
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10.1"
 
@@ -123,9 +125,11 @@ def _runtime_block(runtimes: str, handler: str, runsc_config_path: str,
                 f"  ConfigPath = {_toml_value(runsc_config_path)}", ""]
     # Without privileged_without_host_devices a privileged Kata pod gets every host block
     # device hot-plugged into its guest. No pod_annotations: annotations that reach the
-    # runtime would let a tenant change hypervisor settings.
+    # runtime would let a tenant change hypervisor settings. ConfigPath names the release's
+    # file explicitly, as kata-deploy does, rather than relying on the shim's search path.
     return [f"[{table}]", '  runtime_type = "io.containerd.kata.v2"',
-            "  privileged_without_host_devices = true", ""]
+            "  privileged_without_host_devices = true", "",
+            f"[{table}.options]", f"  ConfigPath = {_toml_value(KATA_CONFIG_PATH)}", ""]
 
 
 def _flag_value(value: str | bool) -> str:

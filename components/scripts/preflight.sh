@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Checks what the node's runtimes and kubeadm need; names every unmet requirement, then fails.
 # Parameters: REQUIRE_GVISOR (0|1), REQUIRE_KVM (0|1), MIN_FREE_GIB (free space under /var).
+# Overridable for checks of a fake host: PROC_ROOT SYS_ROOT KVM_DEVICE.
 set -euo pipefail
 # shellcheck source=lib.sh
 declare -F fetch_verified >/dev/null || source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -11,6 +12,7 @@ REQUIRE_KVM=${REQUIRE_KVM:-0}
 MIN_FREE_GIB=${MIN_FREE_GIB:-5}
 PROC_ROOT=${PROC_ROOT:-/proc}
 SYS_ROOT=${SYS_ROOT:-/sys}
+KVM_DEVICE=${KVM_DEVICE:-/dev/kvm}
 problems=()
 
 kernel=$(uname -r)
@@ -48,8 +50,8 @@ if ((free_kib < MIN_FREE_GIB * 1024 * 1024)); then
   problems+=("only $((free_kib / 1024 / 1024)) GiB free under /var, need $MIN_FREE_GIB GiB")
 fi
 
-if [[ $REQUIRE_KVM == 1 && ! -c /dev/kvm ]]; then
-  problems+=("/dev/kvm is missing: Kata needs nested virtualisation (libvirt cpu mode host-passthrough on a host with nested KVM enabled)")
+if [[ $REQUIRE_KVM == 1 && ! -c $KVM_DEVICE ]]; then
+  problems+=("$KVM_DEVICE is missing: Kata and runsc --platform=kvm need nested virtualisation (libvirt cpu mode host-passthrough on a host with nested KVM enabled)")
 fi
 
 if ((${#problems[@]} > 0)); then

@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from components.render.containerd import KATA_CONFIG_PATH
+
 from .configs import ALL_HANDLERS, RUNTIME_TYPES, config_version_for, render_into
 from .containerd import config_dump, cri_runtimes, parse_dump
 from .cri import CriError
@@ -74,6 +76,7 @@ def test_config_dump_contains_every_rendered_handler(
     assert options["TypeUrl"] == "io.containerd.runsc.v1.options"
     assert options["ConfigPath"] == str(rendered.runsc_toml_path)
     assert runtimes["kata"]["privileged_without_host_devices"] is True
+    assert runtimes["kata"]["options"]["ConfigPath"] == KATA_CONFIG_PATH
     plugin = "io.containerd.cri.v1.runtime" if flavor == "2.x" else "io.containerd.grpc.v1.cri"
     assert dump["plugins"][plugin]["restrict_oom_score_adj"] is True
 

@@ -50,6 +50,8 @@ def test_every_handler_rendered_under_the_right_plugin(version: int) -> None:
                                          "ConfigPath": "/etc/containerd/runsc.toml"}
     assert found["kata"]["runtime_type"] == "io.containerd.kata.v2"
     assert found["kata"]["privileged_without_host_devices"] is True
+    assert found["kata"]["options"] == {
+        "ConfigPath": "/opt/kata/share/defaults/kata-containers/configuration.toml"}
     assert "pod_annotations" not in found["kata"]
     other = V3_PLUGIN if version == 2 else V2_PLUGIN
     assert other not in text  # a block for the other schema would be silently ignored

@@ -99,13 +99,21 @@ def test_preflight_passes_on_a_ready_host(tmp_path: Path) -> None:
 
 def test_preflight_names_every_unmet_requirement(tmp_path: Path) -> None:
     env = fake_host(tmp_path, cgroup2=False, modules=("overlay",), forward="0", swap=True)
-    env.update({"REQUIRE_KVM": "1", "MIN_FREE_GIB": "1000000"})
+    env.update({"REQUIRE_KVM": "1", "MIN_FREE_GIB": "1000000",
+                "KVM_DEVICE": str(tmp_path / "no-kvm")})
     result = run_script("preflight.sh", env)
     assert result.returncode != 0
     for fragment in ("cgroup v2", "br_netfilter", "net.ipv4.ip_forward is 0", "swap is on",
-                     "GiB free", "/dev/kvm" if not Path("/dev/kvm").exists() else "GiB"):
+                     "GiB free", "no-kvm is missing"):
         assert fragment in result.stderr, fragment
-    assert "requirement(s) unmet" in result.stderr
+    assert "6 preflight requirement(s) unmet" in result.stderr
+
+
+def test_preflight_accepts_a_kvm_device_when_required(tmp_path: Path) -> None:
+    # /dev/null stands in for /dev/kvm: the check is "a character device exists".
+    env = {**fake_host(tmp_path), "REQUIRE_KVM": "1", "KVM_DEVICE": "/dev/null"}
+    result = run_script("preflight.sh", env)
+    assert result.returncode == 0, result.stderr
 
 
 # --- gVisor install --------------------------------------------------------------------------
@@ -228,6 +236,90 @@ def test_scripts_refuse_missing_parameters(state_dir: Path) -> None:
     result = run_script("install-gvisor.sh", {"STATE_DIR": str(state_dir)})
     assert result.returncode != 0
     assert "missing parameters: GVISOR_RELEASE GVISOR_BASE_URL GVISOR_LAYOUT" in result.stderr
+
+
+# --- Kata install ----------------------------------------------------------------------------
+
+KATA_SHIM = "opt/kata/bin/containerd-shim-kata-v2"
+KATA_CONFIG = "opt/kata/share/defaults/kata-containers/configuration.toml"
+
+
+def publish_kata(www: Path, version: str, tag: str, *, files: tuple[str, ...] = (
+        KATA_SHIM, KATA_CONFIG)) -> str:
+    """A static release laid out like upstream's; returns its sha256."""
+    archive = www / version / f"kata-static-{version}-amd64.tar.xz"
+    archive.parent.mkdir(parents=True)
+    staging = www.parent / f"kata-staging-{tag}"
+    for rel in files:
+        (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+        (staging / rel).write_text(f"#!/bin/sh\necho {tag}\n")
+        (staging / rel).chmod(0o755)
+    with tarfile.open(archive, "w:xz") as tar:
+        tar.add(staging / "opt", arcname="opt")
+    return hashlib.sha256(archive.read_bytes()).hexdigest()
+
+
+def kata_env(url: str, root: Path, state: Path, version: str, sha256: str,
+             kvm: str = "/dev/null") -> dict[str, str]:
+    # /dev/null stands in for /dev/kvm (a character device); KVM_DEVICE=<missing> for none.
+    return {"KATA_VERSION": version, "KATA_SHA256": sha256, "KATA_BASE_URL": url,
+            "KATA_ROOT": str(root / "opt/kata"), "PREFIX": str(root / "usr/local"),
+            "STATE_DIR": str(state), "KVM_DEVICE": kvm}
+
+
+def test_kata_installs_verified_and_is_idempotent(release_server: tuple[str, Path],
+                                                  tmp_path: Path, state_dir: Path) -> None:
+    url, www = release_server
+    root = tmp_path / "root"
+    env = kata_env(url, root, state_dir, "3.7.0", publish_kata(www, "3.7.0", "a"))
+    first = run_script("install-kata.sh", env, check=True)
+    assert "Kata 3.7.0 installed" in first.stderr
+    shim = root / "usr/local/bin/containerd-shim-kata-v2"
+    assert shim.resolve() == (root / KATA_SHIM).resolve()
+    assert "echo a" in shim.read_text()
+    assert (root / KATA_CONFIG).is_file()
+    mtime = (root / KATA_SHIM).stat().st_mtime_ns
+    (www / "3.7.0").rename(www / "moved")  # a second run must not even download
+    second = run_script("install-kata.sh", env, check=True)
+    assert "already installed" in second.stderr
+    assert (root / KATA_SHIM).stat().st_mtime_ns == mtime
+
+
+def test_kata_checksum_mismatch_keeps_previous_install(release_server: tuple[str, Path],
+                                                       tmp_path: Path, state_dir: Path) -> None:
+    url, www = release_server
+    root = tmp_path / "root"
+    run_script("install-kata.sh", kata_env(url, root, state_dir, "3.7.0",
+                                           publish_kata(www, "3.7.0", "old")), check=True)
+    publish_kata(www, "3.8.0", "tampered")
+    result = run_script("install-kata.sh", kata_env(url, root, state_dir, "3.8.0", "0" * 64))
+    assert result.returncode != 0
+    assert "checksum mismatch for kata-static-3.8.0-amd64.tar.xz" in result.stderr
+    assert "echo old" in (root / "usr/local/bin/containerd-shim-kata-v2").read_text()
+
+
+def test_kata_without_kvm_fails_before_downloading(release_server: tuple[str, Path],
+                                                   tmp_path: Path, state_dir: Path) -> None:
+    url, www = release_server
+    root = tmp_path / "root"
+    sha256 = publish_kata(www, "3.7.0", "a")
+    (www / "3.7.0").rename(www / "moved")  # any download would now fail differently
+    result = run_script("install-kata.sh", kata_env(url, root, state_dir, "3.7.0", sha256,
+                                                    kvm=str(tmp_path / "no-kvm")))
+    assert result.returncode != 0
+    assert "no-kvm is missing: Kata needs nested virtualisation" in result.stderr
+    assert not (root / "opt").exists() and not (state_dir / "kata").exists()
+
+
+def test_kata_archive_without_its_configuration_refused(release_server: tuple[str, Path],
+                                                        tmp_path: Path, state_dir: Path) -> None:
+    url, www = release_server
+    root = tmp_path / "root"
+    sha256 = publish_kata(www, "3.7.0", "a", files=(KATA_SHIM,))
+    result = run_script("install-kata.sh", kata_env(url, root, state_dir, "3.7.0", sha256))
+    assert result.returncode != 0
+    assert f"has no {KATA_CONFIG}" in result.stderr
+    assert not (root / "opt").exists()
 
 
 # --- containerd config -----------------------------------------------------------------------
