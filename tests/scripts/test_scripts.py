@@ -399,3 +399,18 @@ def test_check_node_reports_handlers_from_the_given_config(tmp_path: Path) -> No
     assert result.returncode != 0
     # (1.6 has a built-in runc default, so only runsc is missing)
     assert "does not know runtime handler(s): runsc" in result.stderr
+
+
+@pytest.mark.skipif(shutil.which("containerd") is None, reason="needs Debian's containerd")
+@pytest.mark.skipif(shutil.which("containerd-shim-kata-v2") is not None,
+                    reason="this host has Kata installed")
+def test_check_node_names_a_missing_kata_install(tmp_path: Path) -> None:
+    check = SCRIPTS_DIR.parents[1] / "tools" / "check-node"
+    config = tmp_path / "config.toml"
+    config.write_text(render_containerd_config(2, ["runc", "kata"]))
+    result = subprocess.run([str(check), "--kata", "--config", str(config)],
+                            capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "handlers configured: runc kata" in result.stderr
+    assert "unmet: containerd-shim-kata-v2 not on PATH" in result.stderr
+    assert "unmet: no Kata configuration" in result.stderr
