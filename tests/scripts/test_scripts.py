@@ -384,18 +384,21 @@ def test_configure_containerd_refuses_gvisor_on_containerd_16(tmp_path: Path) ->
     assert not (tmp_path / "etc/config.toml").exists()
 
 
+def check_node(tmp_path: Path, flag: str, config_version: int, handlers: list[str]
+               ) -> subprocess.CompletedProcess[str]:
+    """tools/check-node with a rendered containerd config, read by the host's containerd."""
+    config = tmp_path / f"config-v{config_version}.toml"
+    config.write_text(render_containerd_config(config_version, handlers))
+    return subprocess.run([str(SCRIPTS_DIR.parents[1] / "tools" / "check-node"), flag,
+                           "--config", str(config)], capture_output=True, text=True)
+
+
 @pytest.mark.skipif(shutil.which("containerd") is None, reason="needs Debian's containerd")
 def test_check_node_reports_handlers_from_the_given_config(tmp_path: Path) -> None:
-    check = SCRIPTS_DIR.parents[1] / "tools" / "check-node"
-    good = tmp_path / "good.toml"
-    good.write_text(render_containerd_config(2, ["runc", "runsc"]))
-    result = subprocess.run([str(check), "--gvisor", "--config", str(good)],
-                            capture_output=True, text=True)
+    result = check_node(tmp_path, "--gvisor", 2, ["runc", "runsc"])
     assert "handlers configured: runc runsc" in result.stderr
-    bad = tmp_path / "bad.toml"  # a version-3 file: containerd 1.6 ignores its runtimes
-    bad.write_text(render_containerd_config(3, ["runc", "runsc"]))
-    result = subprocess.run([str(check), "--gvisor", "--config", str(bad)],
-                            capture_output=True, text=True)
+    # A version-3 file: containerd 1.6 ignores its runtimes.
+    result = check_node(tmp_path, "--gvisor", 3, ["runc", "runsc"])
     assert result.returncode != 0
     # (1.6 has a built-in runc default, so only runsc is missing)
     assert "does not know runtime handler(s): runsc" in result.stderr
@@ -405,11 +408,7 @@ def test_check_node_reports_handlers_from_the_given_config(tmp_path: Path) -> No
 @pytest.mark.skipif(shutil.which("containerd-shim-kata-v2") is not None,
                     reason="this host has Kata installed")
 def test_check_node_names_a_missing_kata_install(tmp_path: Path) -> None:
-    check = SCRIPTS_DIR.parents[1] / "tools" / "check-node"
-    config = tmp_path / "config.toml"
-    config.write_text(render_containerd_config(2, ["runc", "kata"]))
-    result = subprocess.run([str(check), "--kata", "--config", str(config)],
-                            capture_output=True, text=True)
+    result = check_node(tmp_path, "--kata", 2, ["runc", "kata"])
     assert result.returncode != 0
     assert "handlers configured: runc kata" in result.stderr
     assert "unmet: containerd-shim-kata-v2 not on PATH" in result.stderr
