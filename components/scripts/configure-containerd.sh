@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the containerd config matching the installed containerd (version 2 for 1.6/1.7,
-# version 3 for 2.x), replacing the whole file; restarts containerd only when a file changed;
-# then checks that containerd knows every configured handler.
+# version 3 for 2.x), replacing the whole file; restarts containerd only when that file changed
+# (or containerd is not running); then checks that containerd knows every configured handler.
+# runsc.toml is read by gVisor's shim each time it creates a pod, so a change to it alone needs
+# no restart: new pods get the new flags, running pods keep theirs.
 # Parameters: CONTAINERD_CONFIG_V2_B64 CONTAINERD_CONFIG_V3_B64 HANDLERS ("runc runsc ...")
 #             [RUNSC_TOML_B64] [CONTAINERD_BIN] [CONFIG_DIR] [RESTART_CMD]
 set -euo pipefail
@@ -23,10 +25,13 @@ config_version=$CONTAINERD_CONFIG_VERSION
 param="CONTAINERD_CONFIG_V${config_version}_B64"
 log "containerd $CONTAINERD_MINOR reads config version $config_version"
 
-if decode_param "$param" | write_if_changed "$CONFIG_DIR/config.toml" 0644; then changed=1; fi
 if [[ -n $RUNSC_TOML_B64 ]]; then
-  if decode_param RUNSC_TOML_B64 | write_if_changed "$CONFIG_DIR/runsc.toml" 0644; then changed=1; fi
+  # Before config.toml: containerd must never start with a runsc handler whose file is missing.
+  if decode_param RUNSC_TOML_B64 | write_if_changed "$CONFIG_DIR/runsc.toml" 0644; then
+    log "runsc.toml changed: new gVisor pods use it, running pods keep their flags"
+  fi
 fi
+if decode_param "$param" | write_if_changed "$CONFIG_DIR/config.toml" 0644; then changed=1; fi
 
 if [[ -n ${RESTART_CMD:-} ]]; then
   if ((changed)); then eval "$RESTART_CMD"; fi

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs pinned containerd, runc and the CNI reference plugins, each verified by sha256 before
 # anything is put in place. A re-run with the same pins downloads and restarts nothing.
+# On a node without /etc/containerd/config.toml, containerd is installed but not started: the
+# config step starts it with the node's config, so it never runs with the built-in defaults.
 # Parameters: CONTAINERD_VERSION CONTAINERD_SHA256 CONTAINERD_BASE_URL
 #             RUNC_VERSION RUNC_SHA256 RUNC_BASE_URL
 #             CNI_PLUGINS_VERSION CNI_PLUGINS_SHA256 CNI_PLUGINS_BASE_URL
@@ -75,7 +77,10 @@ OOMScoreAdjust=-999
 WantedBy=multi-user.target
 UNIT
 
-if ((restart)) || ! systemctl is-active --quiet containerd; then
+if [[ ! -f /etc/containerd/config.toml ]]; then
+  # First setup: configure-containerd starts it once, with the node's config.
+  log "containerd is started once its config is installed"
+elif ((restart)) || ! systemctl is-active --quiet containerd; then
   restart_service containerd
 else
   log "containerd unchanged, not restarted"

@@ -350,6 +350,14 @@ def test_configure_containerd_installs_matching_file_once(tmp_path: Path) -> Non
     run_script("configure-containerd.sh", env, check=True)
     assert (tmp_path / "etc/config.toml").read_text() == config
     assert restarts.read_text().count("restart") == 2
+    # runsc.toml is read per pod by gVisor's shim: changing it alone restarts nothing.
+    flags = {"debug": True}
+    changed = run_script("configure-containerd.sh",
+                         {**env, "RUNSC_TOML_B64": b64(render_runsc_toml(flags=flags))},
+                         check=True)
+    assert (tmp_path / "etc/runsc.toml").read_text() == render_runsc_toml(flags=flags)
+    assert "new gVisor pods use it" in changed.stderr
+    assert restarts.read_text().count("restart") == 2
 
 
 @pytest.mark.skipif(shutil.which("containerd") is None, reason="needs Debian's containerd")
