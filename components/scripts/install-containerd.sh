@@ -26,11 +26,12 @@ else
     "$CONTAINERD_SHA256" "$WORK/$containerd_archive"
   mkdir -p "$WORK/containerd"
   tar -xzf "$WORK/$containerd_archive" -C "$WORK/containerd"
+  installed=()
   for binary in "$WORK"/containerd/bin/*; do
-    install_if_changed "$binary" "$PREFIX/bin/$(basename "$binary")" 0755 || true
+    installed+=("$PREFIX/bin/$(basename "$binary")")
+    if install_if_changed "$binary" "${installed[-1]}" 0755; then restart=1; fi
   done
-  stamp_write containerd "$CONTAINERD_SHA256"
-  restart=1
+  stamp_write containerd "$CONTAINERD_SHA256" "${installed[@]}"
 fi
 
 if stamp_matches runc "$RUNC_SHA256" && [[ -x $PREFIX/sbin/runc ]]; then
@@ -38,7 +39,7 @@ if stamp_matches runc "$RUNC_SHA256" && [[ -x $PREFIX/sbin/runc ]]; then
 else
   fetch_verified "$RUNC_BASE_URL/v$RUNC_VERSION/runc.amd64" sha256 "$RUNC_SHA256" "$WORK/runc"
   install_if_changed "$WORK/runc" "$PREFIX/sbin/runc" 0755 || true
-  stamp_write runc "$RUNC_SHA256"
+  stamp_write runc "$RUNC_SHA256" "$PREFIX/sbin/runc"
 fi
 
 cni_archive="cni-plugins-linux-amd64-v$CNI_PLUGINS_VERSION.tgz"
@@ -49,10 +50,13 @@ else
     "$CNI_PLUGINS_SHA256" "$WORK/$cni_archive"
   mkdir -p "$WORK/cni" /opt/cni/bin
   tar -xzf "$WORK/$cni_archive" -C "$WORK/cni"
+  installed=()
   for binary in "$WORK"/cni/*; do
-    [[ -f $binary ]] && { install_if_changed "$binary" "/opt/cni/bin/$(basename "$binary")" 0755 || true; }
+    [[ -f $binary ]] || continue
+    installed+=("/opt/cni/bin/$(basename "$binary")")
+    install_if_changed "$binary" "${installed[-1]}" 0755 || true
   done
-  stamp_write cni-plugins "$CNI_PLUGINS_SHA256"
+  stamp_write cni-plugins "$CNI_PLUGINS_SHA256" "${installed[@]}"
 fi
 
 if write_if_changed /etc/systemd/system/containerd.service 0644 <<UNIT; then restart=1; fi

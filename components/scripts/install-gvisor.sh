@@ -76,5 +76,5 @@ if [[ -d $staged/gvisor-bin ]]; then
   mv "$PREFIX/bin/gvisor-bin.new" "$PREFIX/bin/gvisor-bin"
 fi
 "$PREFIX/bin/runsc" --version >/dev/null || die "installed runsc does not run"
-stamp_write gvisor "$stamp"
+stamp_write gvisor "$stamp" "$PREFIX/bin/runsc" "$PREFIX/bin/containerd-shim-runsc-v1"
 log "gVisor $GVISOR_RELEASE installed ($GVISOR_LAYOUT)"

@@ -23,7 +23,7 @@ for pair in "kubeadm:$KUBEADM_SHA256" "kubelet:$KUBELET_SHA256" "kubectl:$KUBECT
   fetch_verified "$K8S_BASE_URL/v$K8S_VERSION/bin/linux/amd64/$binary" sha256 "$digest" \
     "$WORK/$binary"
   install_if_changed "$WORK/$binary" "$PREFIX/bin/$binary" 0755 || true
-  stamp_write "$binary" "$digest"
+  stamp_write "$binary" "$digest" "$PREFIX/bin/$binary"
   [[ $binary != kubelet ]] || reload=1
 done
 
@@ -35,7 +35,7 @@ else
     "$WORK/$crictl_archive"
   tar -xzf "$WORK/$crictl_archive" -C "$WORK" crictl
   install_if_changed "$WORK/crictl" "$PREFIX/bin/crictl" 0755 || true
-  stamp_write crictl "$CRICTL_SHA256"
+  stamp_write crictl "$CRICTL_SHA256" "$PREFIX/bin/crictl"
 fi
 write_if_changed /etc/crictl.yaml 0644 <<CONF || true
 runtime-endpoint: unix:///run/containerd/containerd.sock

@@ -76,14 +76,25 @@ decode_param() {
   base64 -d <<<"${!name}" || die "parameter $name is not valid base64"
 }
 
-# stamp_matches NAME VALUE / stamp_write NAME VALUE : remember what was installed, so a re-run
-# with the same pinned artifact downloads nothing.
+# stamp_write NAME VALUE [FILE...] : remember what was installed (VALUE: the pins) and the
+# sha256 of each installed FILE. stamp_matches NAME VALUE : the same pins are installed and no
+# installed file has changed since; a replaced or edited file makes it fail, so the re-run
+# installs the pinned artifact again instead of trusting the stamp.
 stamp_matches() {
-  [[ -f $STATE_DIR/$1 ]] && [[ $(cat "$STATE_DIR/$1") == "$2" ]]
+  local stamp=$STATE_DIR/$1
+  [[ -f $stamp ]] && [[ $(head -n 1 "$stamp") == "$2" ]] || return 1
+  (($(wc -l <"$stamp") > 1)) || return 0
+  if ! tail -n +2 "$stamp" | sha256sum --check --status --strict 2>/dev/null; then
+    log "$1: installed files changed since they were installed; installing again"
+    return 1
+  fi
 }
 stamp_write() {
+  local name=$1 value=$2
+  shift 2
   mkdir -p "$STATE_DIR"
-  printf '%s\n' "$2" >"$STATE_DIR/$1"
+  { printf '%s\n' "$value"; (($# == 0)) || sha256sum "$@"; } >"$STATE_DIR/$name.new"
+  mv -f "$STATE_DIR/$name.new" "$STATE_DIR/$name"
 }
 
 # make_workdir : sets WORK to a private temporary directory removed when the script exits.

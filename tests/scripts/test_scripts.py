@@ -148,6 +148,13 @@ def test_gvisor_binaries_layout_installs_verified_and_is_idempotent(
     second = run_script("install-gvisor.sh", env, check=True)
     assert "already installed" in second.stderr
     assert (prefix / "bin/runsc").stat().st_mtime_ns == mtime
+    # A replaced binary is not trusted on the stamp's word: the pinned release goes back.
+    (www / "moved").rename(www / "20251118.0")
+    (prefix / "bin/runsc").write_text("#!/bin/sh\necho 'runsc version tampered'\n")
+    third = run_script("install-gvisor.sh", env, check=True)
+    assert "installed files changed since they were installed" in third.stderr
+    assert (prefix / "bin/runsc").read_text() == FAKE_RUNSC.format(tag="a")
+    assert "already installed" in run_script("install-gvisor.sh", env, check=True).stderr
 
 
 def test_gvisor_pinned_checksum_mismatch_keeps_previous_install(
@@ -283,6 +290,12 @@ def test_kata_installs_verified_and_is_idempotent(release_server: tuple[str, Pat
     second = run_script("install-kata.sh", env, check=True)
     assert "already installed" in second.stderr
     assert (root / KATA_SHIM).stat().st_mtime_ns == mtime
+    # An edited file of the install is put back from the pinned release.
+    (www / "moved").rename(www / "3.7.0")
+    (root / KATA_CONFIG).write_text("edited")
+    third = run_script("install-kata.sh", env, check=True)
+    assert "installed files changed since they were installed" in third.stderr
+    assert "echo a" in (root / KATA_CONFIG).read_text()
 
 
 def test_kata_checksum_mismatch_keeps_previous_install(release_server: tuple[str, Path],

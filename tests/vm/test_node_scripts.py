@@ -13,7 +13,8 @@ containerd is started once, by the config step, with the node's config. Then a p
 runsc (and one under runc) through the CRI inside the VM, every step is run again and nothing
 may change (files, binaries, containerd's process). Finally one changed runsc flag must make
 configure-containerd rewrite runsc.toml without restarting containerd, and the next runsc pod
-must run with it; a changed containerd config restarts containerd exactly once.
+must run with it; a hand-edited containerd config is put back with exactly one restart; a
+replaced runsc is installed again from the pinned release.
 
 All tests share the session VM (tests/vm/conftest.py) and run in file order.
 """
@@ -238,9 +239,9 @@ def file_state(vm: BootedVM, paths: list[str]) -> dict[str, tuple[str, str]]:
 
 
 def stamps(vm: BootedVM) -> dict[str, str]:
-    script = f'for f in {STATE_DIR}/*; do printf "%s=%s\\n" "${{f##*/}}" "$(cat "$f")"; done'
-    out = sudo(vm, script).stdout
-    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    """Stamp file -> sha256 of its content (the pins and the installed files' digests)."""
+    out = sudo(vm, f"sha256sum {STATE_DIR}/*").stdout
+    return {path: digest for digest, path in (line.split(maxsplit=1) for line in out.splitlines())}
 
 
 @dataclass(frozen=True)
@@ -619,3 +620,24 @@ def test_edited_containerd_config_is_reconciled_with_one_restart(
     assert int(after.unit["ActiveEnterTimestampMonotonic"]) > int(
         before.unit["ActiveEnterTimestampMonotonic"])
     cri.wait_runtime_ready()
+
+
+def test_a_replaced_runsc_is_reinstalled_from_the_pinned_release(
+    node_vm: NodeFixture, plan: ProgramPlan, served: Served
+) -> None:
+    vm, m = node_vm.vm, served.mirror
+    runsc = "/usr/local/bin/runsc"
+    before = node_state(vm, m)
+    sudo(vm, f"printf '#!/bin/sh\\necho runsc version tampered\\n' > {runsc}")
+    mark = served.server.mark()
+    run = run_step(vm, plan.steps["gvisor"])
+    assert run.result.rc == 0, run.log
+    assert "installed files changed since they were installed" in run.log, run.log
+    assert f"gVisor {m.gvisor_release} installed" in run.log, run.log
+    after = node_state(vm, m)
+    assert after.files[runsc][0] == before.files[runsc][0] == m.expected_installs[runsc]
+    assert after.stamps == before.stamps
+    assert after.unit == before.unit  # runsc is run per pod: containerd keeps running
+    assert sorted(p for p, _ in served.server.requests_since(mark)) == sorted(
+        m.url_path(f"{b}{ext}") for b in ("runsc", "containerd-shim-runsc-v1")
+        for ext in ("", ".sha512"))
