@@ -185,7 +185,7 @@ class PodNetwork(pulumi.ComponentResource):
                                     {"operator": "Exists", "effect": "NoExecute"}],
                     "containers": [{
                         "name": name,
-                        "image": f"{spec.cni.network_policy_image}",
+                        "image": spec.cni.network_policy_image,
                         "args": ["/bin/netpol", "--hostname-override=$(MY_NODE_NAME)",
                                  "--v=2"],
                         "env": [{"name": "MY_NODE_NAME", "valueFrom": {

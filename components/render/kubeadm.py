@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -98,18 +99,19 @@ def render_init_config(cluster: ClusterConfig, node: NodeRegistration, advertise
                 {"name": "audit-log-maxsize", "value": "100"},
             ],
             "extraVolumes": [
-                {"name": "encryption-config", "hostPath": ENCRYPTION_CONFIG.rsplit("/", 1)[0],
-                 "mountPath": ENCRYPTION_CONFIG.rsplit("/", 1)[0], "readOnly": True,
-                 "pathType": "DirectoryOrCreate"},
-                {"name": "audit-policy", "hostPath": AUDIT_POLICY.rsplit("/", 1)[0],
-                 "mountPath": AUDIT_POLICY.rsplit("/", 1)[0], "readOnly": True,
-                 "pathType": "DirectoryOrCreate"},
-                {"name": "audit-log", "hostPath": AUDIT_LOG_DIR, "mountPath": AUDIT_LOG_DIR,
-                 "readOnly": False, "pathType": "DirectoryOrCreate"},
+                _host_dir("encryption-config", posixpath.dirname(ENCRYPTION_CONFIG), True),
+                _host_dir("audit-policy", posixpath.dirname(AUDIT_POLICY), True),
+                _host_dir("audit-log", AUDIT_LOG_DIR, False),
             ],
         },
     }
     return _dump_all([init, cluster_config, _kubelet_configuration()])
+
+
+def _host_dir(name: str, path: str, read_only: bool) -> dict[str, object]:
+    """A node directory mounted at the same path in the API server's static pod."""
+    return {"name": name, "hostPath": path, "mountPath": path, "readOnly": read_only,
+            "pathType": "DirectoryOrCreate"}
 
 
 def render_join_config(node: NodeRegistration, api_endpoint: str, token: str,

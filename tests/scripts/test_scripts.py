@@ -337,19 +337,26 @@ def test_kata_archive_without_its_configuration_refused(release_server: tuple[st
 
 # --- containerd config -----------------------------------------------------------------------
 
+def configure_env(tmp_path: Path, rendered: list[str], handlers: list[str],
+                  restart_cmd: str = "true") -> dict[str, str]:
+    """configure-containerd.sh against Debian's containerd, with both schema versions rendered
+    for `rendered` while the node needs `handlers`; restarts run `restart_cmd`."""
+    return {
+        "CONFIG_DIR": str(tmp_path / "etc"),
+        "CONTAINERD_BIN": shutil.which("containerd") or "",
+        "CONTAINERD_CONFIG_V2_B64": b64(render_containerd_config(2, rendered)),
+        "CONTAINERD_CONFIG_V3_B64": b64(render_containerd_config(3, rendered)),
+        "HANDLERS": " ".join(handlers),
+        "RESTART_CMD": restart_cmd,
+    }
+
+
 @pytest.mark.skipif(shutil.which("containerd") is None, reason="needs Debian's containerd")
 def test_configure_containerd_installs_matching_file_once(tmp_path: Path) -> None:
     restarts = tmp_path / "restarts"
     handlers = ["runc", "kata"]  # Debian's 1.6 cannot drive gVisor's shim (tested below)
-    env = {
-        "CONFIG_DIR": str(tmp_path / "etc"),
-        "CONTAINERD_BIN": shutil.which("containerd") or "",
-        "CONTAINERD_CONFIG_V2_B64": b64(render_containerd_config(2, handlers)),
-        "CONTAINERD_CONFIG_V3_B64": b64(render_containerd_config(3, handlers)),
-        "RUNSC_TOML_B64": b64(render_runsc_toml()),
-        "HANDLERS": " ".join(handlers),
-        "RESTART_CMD": f"echo restart >> {restarts}",
-    }
+    env = {**configure_env(tmp_path, handlers, handlers, f"echo restart >> {restarts}"),
+           "RUNSC_TOML_B64": b64(render_runsc_toml())}
     run_script("configure-containerd.sh", env, check=True)
     config = (tmp_path / "etc/config.toml").read_text()
     assert config == render_containerd_config(2, handlers)  # Debian ships containerd 1.6
@@ -375,15 +382,8 @@ def test_configure_containerd_installs_matching_file_once(tmp_path: Path) -> Non
 
 @pytest.mark.skipif(shutil.which("containerd") is None, reason="needs Debian's containerd")
 def test_configure_containerd_names_a_missing_handler(tmp_path: Path) -> None:
-    env = {
-        "CONFIG_DIR": str(tmp_path / "etc"),
-        "CONTAINERD_BIN": shutil.which("containerd") or "",
-        # The file lacks kata although the node needs it.
-        "CONTAINERD_CONFIG_V2_B64": b64(render_containerd_config(2, ["runc"])),
-        "CONTAINERD_CONFIG_V3_B64": b64(render_containerd_config(3, ["runc"])),
-        "HANDLERS": "runc kata",
-        "RESTART_CMD": "true",
-    }
+    # The file lacks kata although the node needs it.
+    env = configure_env(tmp_path, ["runc"], ["runc", "kata"])
     result = run_script("configure-containerd.sh", env)
     assert result.returncode != 0
     assert "does not know runtime handler(s): kata" in result.stderr
@@ -391,14 +391,7 @@ def test_configure_containerd_names_a_missing_handler(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(shutil.which("containerd") is None, reason="needs Debian's containerd")
 def test_configure_containerd_refuses_gvisor_on_containerd_16(tmp_path: Path) -> None:
-    env = {
-        "CONFIG_DIR": str(tmp_path / "etc"),
-        "CONTAINERD_BIN": shutil.which("containerd") or "",
-        "CONTAINERD_CONFIG_V2_B64": b64(render_containerd_config(2, ["runc", "runsc"])),
-        "CONTAINERD_CONFIG_V3_B64": b64(render_containerd_config(3, ["runc", "runsc"])),
-        "HANDLERS": "runc runsc",
-        "RESTART_CMD": "true",
-    }
+    env = configure_env(tmp_path, ["runc", "runsc"], ["runc", "runsc"])
     result = run_script("configure-containerd.sh", env)
     assert result.returncode != 0
     assert "needs containerd 1.7 or newer" in result.stderr
