@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.apiserver.controlplane import ControlPlaneError
 from tests.apiserver.stack import APISERVER_BINARIES, AppliedStack, applied_stack
 from tests.build_tools import run_build_script
 
@@ -24,6 +25,7 @@ def apiserver_bins() -> dict[str, Path]:
 
 
 _planes: dict[str, AppliedStack] = {}
+_failed: dict[str, str] = {}  # stack -> why its control plane could not be set up
 
 
 @pytest.fixture(scope="session")
@@ -40,10 +42,17 @@ def applied(request: pytest.FixtureRequest, _stacks: dict[str, AppliedStack],
             apiserver_bins: dict[str, Path],
             tmp_path_factory: pytest.TempPathFactory) -> AppliedStack:
     stack = str(request.param)
+    if stack in _failed:  # fail each test of the stack at once, not after another timeout
+        raise ControlPlaneError(f"the {stack} control plane could not be set up: "
+                                f"{_failed[stack]}")
     if stack not in _stacks:
         omit = frozenset(request.config.getoption("--omit-object") or ())
         workdir = tmp_path_factory.mktemp(f"apiserver-{stack}")
-        _stacks[stack] = applied_stack(stack, apiserver_bins, workdir, omit, TIMINGS)
+        try:
+            _stacks[stack] = applied_stack(stack, apiserver_bins, workdir, omit, TIMINGS)
+        except Exception as e:
+            _failed[stack] = str(e).splitlines()[0]
+            raise
     return _stacks[stack]
 
 

@@ -11,12 +11,11 @@ from __future__ import annotations
 import base64
 import json
 import socket
-import ssl
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -231,7 +230,8 @@ class ControlPlane:
             "contexts": [{"name": "test", "context": {"cluster": "test", "user": "admin"}}],
         }))
 
-    def _wait(self, what: str, ready: Any, timeout: float = READY_TIMEOUT_S) -> None:
+    def _wait(self, what: str, ready: Callable[[], bool],
+              timeout: float = READY_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for process in self.processes:
@@ -259,21 +259,3 @@ class ControlPlane:
             answer = json.loads(response.read())
         kvs = answer.get("kvs") or []
         return base64.b64decode(kvs[0]["value"]) if kvs else None
-
-
-@contextmanager
-def running(bins: Mapping[str, Path], workdir: Path, apiserver_args: Mapping[str, str],
-            controller_manager: bool = True) -> Iterator[ControlPlane]:
-    plane = ControlPlane(bins, workdir, apiserver_args)
-    try:
-        plane.start(controller_manager)
-        yield plane
-    finally:
-        plane.stop()
-
-
-def insecure_context() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
