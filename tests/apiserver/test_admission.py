@@ -48,8 +48,11 @@ def test_pod_is_denied_by_the_control_meant_to(applied: AppliedStack, case: Deni
     pod = tenant_pod(applied, f"deny-{case.slug}")
     case.mutate(pod)
     allowed, message = dry_run(applied, pod)
-    assert not allowed, f"{case.name}: admitted"
+    assert not allowed, f"{case.name}: admitted by a dry run"
     assert any(marker in message for marker in case.markers), message
+    created = applied.kubectl.run("create", "-f", "-", stdin=json.dumps(pod), check=False)
+    assert created.returncode != 0, f"{case.name}: created"
+    assert any(marker in created.stderr for marker in case.markers), created.stderr
 
 
 @pytest.fixture
