@@ -1,5 +1,5 @@
-"""Tenant guardrails: the admission policy, and per tenant a restricted namespace with
-default-deny networking, quota, limits and a namespaced role."""
+"""Tenant guardrails: the admission policies (pods, Services, Secrets), and per tenant a
+restricted namespace with default-deny networking, quota, limits and a namespaced role."""
 
 from __future__ import annotations
 
@@ -37,28 +37,35 @@ class TenantGuardrails(pulumi.ComponentResource):
         classes = list(spec.enabled_sandboxes)
         after_classes = pulumi.ResourceOptions(parent=self,
                                                depends_on=list(args.runtime_classes.values()))
-        policy_doc = render.admission_policy(classes)
-        self.policy = k8s.admissionregistration.v1.ValidatingAdmissionPolicy(
-            "tenant-pods", metadata=policy_doc["metadata"], spec=policy_doc["spec"],
-            opts=after_classes)
-        binding_doc = render.admission_binding()
-        self.binding = k8s.admissionregistration.v1.ValidatingAdmissionPolicyBinding(
-            "tenant-pods", metadata=binding_doc["metadata"], spec=binding_doc["spec"],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.policy]))
+        self.policies: list[k8s.admissionregistration.v1.ValidatingAdmissionPolicy] = []
+        self.bindings: list[k8s.admissionregistration.v1.ValidatingAdmissionPolicyBinding] = []
+        for policy_doc in render.tenant_policies(classes):
+            name = policy_doc["metadata"]["name"]
+            short = name.removeprefix("sandboxed-k8s-")
+            policy = k8s.admissionregistration.v1.ValidatingAdmissionPolicy(
+                short, metadata=policy_doc["metadata"], spec=policy_doc["spec"],
+                opts=after_classes)
+            binding_doc = render.admission_binding(name)
+            self.policies.append(policy)
+            self.bindings.append(k8s.admissionregistration.v1.ValidatingAdmissionPolicyBinding(
+                short, metadata=binding_doc["metadata"], spec=binding_doc["spec"],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[policy])))
 
         self.namespaces = {}
         for tenant in spec.tenants:
-            # Pods may only be created once the policy that guards them is enforced.
+            # Nothing may be created in it before the policies that guard it are enforced.
             namespace = k8s.core.v1.Namespace(tenant.name, metadata={
                 "name": tenant.name,
-                "labels": render.tenant_namespace_labels(spec.kubernetes.minor),
-            }, opts=pulumi.ResourceOptions(parent=self, depends_on=[self.binding]))
+                "labels": render.tenant_namespace_labels(spec.kubernetes.minor,
+                                                         tenant.allow_node_services),
+            }, opts=pulumi.ResourceOptions(parent=self, depends_on=self.bindings))
             self.namespaces[tenant.name] = namespace
             inside = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
-            for policy in render.network_policies(tenant.name, denied_egress(spec)):
+            for network_policy in render.network_policies(tenant.name, denied_egress(spec)):
                 k8s.networking.v1.NetworkPolicy(
-                    f"{tenant.name}-{policy['metadata']['name']}",
-                    metadata=policy["metadata"], spec=policy["spec"], opts=inside)
+                    f"{tenant.name}-{network_policy['metadata']['name']}",
+                    metadata=network_policy["metadata"], spec=network_policy["spec"],
+                    opts=inside)
             quota = render.resource_quota(tenant)
             k8s.core.v1.ResourceQuota(f"{tenant.name}-quota", metadata=quota["metadata"],
                                       spec=quota["spec"], opts=inside)

@@ -129,6 +129,9 @@ class TenantSpec:
     quota: Mapping[str, str]  # ResourceQuota hard limits: requests.cpu, requests.memory, pods
     default_limits: Mapping[str, str]  # LimitRange default (limits) for containers
     default_requests: Mapping[str, str]  # LimitRange defaultRequest for containers
+    # NodePort and LoadBalancer Services take ports on every node (a shared, exhaustible range)
+    # and open the tenant to the outside: off unless the stack allows them for this tenant.
+    allow_node_services: bool = False
 
 
 @dataclass(frozen=True)
@@ -323,6 +326,7 @@ TENANT_DEFAULTS: dict[str, Any] = {
     "quota": {"cpu": "4", "memory": "8Gi", "pods": 20},
     "limits": {"cpu": "500m", "memory": "512Mi"},
     "requests": {"cpu": "100m", "memory": "128Mi"},
+    "allowNodeServices": False,
 }
 # Namespaces that must never become tenants: the cluster's own and Kubernetes' reserved ones.
 RESERVED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease",
@@ -384,6 +388,12 @@ class _Collector:
             self.error(path, f"{value!r} is not allowed; choose one of {', '.join(choices)}")
             return choices[0]
         return str(value)
+
+    def boolean(self, value: Any, path: str) -> bool:
+        if not isinstance(value, bool):
+            self.error(path, f"{value!r} must be true or false")
+            return False
+        return value
 
     def integer(self, value: Any, path: str, minimum: int, maximum: int) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -566,6 +576,7 @@ def _tenants(c: _Collector, raw: Any) -> list[TenantSpec]:
             default_limits={k: c.quantity(v, f"{path}.limits.{k}") for k, v in limits.items()},
             default_requests={k: c.quantity(v, f"{path}.requests.{k}")
                               for k, v in requests.items()},
+            allow_node_services=c.boolean(t["allowNodeServices"], f"{path}.allowNodeServices"),
         ))
     return tenants
 

@@ -80,6 +80,8 @@ BAD_CONFIGS = [
     (("tenants", [{"name": "a", "limits": {"cpu": "lots"}}]), "tenants[a].limits.cpu",
      "not a Kubernetes quantity"),
     (("tenants", [{"name": "Tenant_A"}]), "tenants[0].name", "malformed"),
+    (("tenants", [{"name": "a", "allowNodeServices": "yes"}]), "tenants[a].allowNodeServices",
+     "true or false"),
     (("tenants", {"name": "a"}), "tenants", "must be a list"),
 ]
 

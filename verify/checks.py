@@ -87,6 +87,11 @@ DENIAL_CASES = (
                lambda p: p["metadata"].update(annotations={"dev.gvisor.flag.debug": "true"})),
     DenialCase("automount", "automountServiceAccountToken true", _POLICY,
                lambda p: p["spec"].update(automountServiceAccountToken=True)),
+    DenialCase("projected-token", "projected service-account token volume", _POLICY,
+               lambda p: p["spec"].update(volumes=[{"name": "token", "projected": {
+                   "sources": [{"serviceAccountToken": {"path": "token"}}]}}])),
+    DenialCase("system-priority", "priorityClassName system-node-critical", _POLICY,
+               lambda p: p["spec"].update(priorityClassName="system-node-critical")),
 )
 
 

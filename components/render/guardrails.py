@@ -13,6 +13,10 @@ from typing import Any
 from components.spec import TENANT_LABEL, TenantSpec
 
 POLICY_NAME = "sandboxed-k8s-tenant-pods"
+SERVICES_POLICY_NAME = "sandboxed-k8s-tenant-services"
+SECRETS_POLICY_NAME = "sandboxed-k8s-tenant-secrets"
+# On a tenant namespace whose Services may take node ports (tenants[].allowNodeServices).
+NODE_SERVICES_LABEL = "sandboxed-k8s.io/node-services"
 PROOF_NAMESPACE = "sandbox-proof"
 PROOF_IMAGE = "docker.io/library/busybox:1.36.1"
 # Link-local covers the cloud metadata address 169.254.169.254 and its neighbours.
@@ -49,37 +53,104 @@ def pod_validations(sandbox_classes: Sequence[str]) -> list[Obj]:
             "message": "tenant pods must set spec.automountServiceAccountToken: false",
             "reason": "Forbidden",
         },
+        {
+            # The same token, asked for by hand: a projected serviceAccountToken source.
+            "expression": "!has(object.spec.volumes) || object.spec.volumes.all(v, "
+                          "!has(v.projected) || !has(v.projected.sources) || "
+                          "v.projected.sources.all(s, !has(s.serviceAccountToken)))",
+            "message": "tenant pods may not mount service-account tokens (projected "
+                       "serviceAccountToken volumes)",
+            "reason": "Forbidden",
+        },
+        {
+            # system-node-critical / system-cluster-critical preempt other tenants' pods.
+            "expression": "!has(object.spec.priorityClassName) || "
+                          "!object.spec.priorityClassName.startsWith('system-')",
+            "message": "tenant pods may not use the system-* priority classes",
+            "reason": "Forbidden",
+        },
     ]
 
 
-def admission_policy(sandbox_classes: Sequence[str]) -> Obj:
+def service_validations() -> list[Obj]:
+    """Rules for tenant Services in namespaces without tenants[].allowNodeServices."""
+    return [{
+        # NodePorts are a shared, exhaustible range on every node; load balancers expose the
+        # tenant outside the cluster. (externalIPs are refused cluster-wide by the
+        # DenyServiceExternalIPs plugin; refused here too, should the plugin be lost.)
+        "expression": "!has(object.spec.type) || "
+                      "!(object.spec.type in ['NodePort', 'LoadBalancer'])",
+        "message": "tenant Services may not be of type NodePort or LoadBalancer",
+        "reason": "Forbidden",
+    }, {
+        "expression": "!has(object.spec.externalIPs) || size(object.spec.externalIPs) == 0",
+        "message": "tenant Services may not set spec.externalIPs",
+        "reason": "Forbidden",
+    }]
+
+
+def secret_validations() -> list[Obj]:
+    return [{
+        # The token controller fills such a Secret with a token for the named account.
+        "expression": "!has(object.type) || object.type != 'kubernetes.io/service-account-token'",
+        "message": "tenant Secrets may not be of type kubernetes.io/service-account-token",
+        "reason": "Forbidden",
+    }]
+
+
+def _policy(name: str, resource: str, validations: list[Obj]) -> Obj:
     return {
-        "metadata": {"name": POLICY_NAME},
+        "metadata": {"name": name},
         "spec": {
             "failurePolicy": "Fail",
             "matchConstraints": {"resourceRules": [{
                 "apiGroups": [""], "apiVersions": ["v1"],
-                "operations": ["CREATE", "UPDATE"], "resources": ["pods"],
+                "operations": ["CREATE", "UPDATE"], "resources": [resource],
             }]},
-            "validations": pod_validations(sandbox_classes),
+            "validations": validations,
         },
     }
 
 
-def admission_binding() -> Obj:
+def admission_policy(sandbox_classes: Sequence[str]) -> Obj:
+    return _policy(POLICY_NAME, "pods", pod_validations(sandbox_classes))
+
+
+def services_policy() -> Obj:
+    return _policy(SERVICES_POLICY_NAME, "services", service_validations())
+
+
+def secrets_policy() -> Obj:
+    return _policy(SECRETS_POLICY_NAME, "secrets", secret_validations())
+
+
+def admission_binding(policy_name: str = POLICY_NAME) -> Obj:
+    """Binds a policy to every tenant namespace (the services policy: those without
+    tenants[].allowNodeServices). Tenants cannot change their namespace's labels."""
+    selector: Obj = {"matchLabels": {TENANT_LABEL: "true"}}
+    if policy_name == SERVICES_POLICY_NAME:
+        selector["matchExpressions"] = [{"key": NODE_SERVICES_LABEL, "operator": "DoesNotExist"}]
     return {
-        "metadata": {"name": POLICY_NAME},
+        "metadata": {"name": policy_name},
         "spec": {
-            "policyName": POLICY_NAME,
+            "policyName": policy_name,
             "validationActions": ["Deny"],
-            "matchResources": {"namespaceSelector": {"matchLabels": {TENANT_LABEL: "true"}}},
+            "matchResources": {"namespaceSelector": selector},
         },
     }
 
 
-def tenant_namespace_labels(kubernetes_minor: str) -> dict[str, str]:
+def tenant_policies(sandbox_classes: Sequence[str]) -> list[Obj]:
+    """Every admission policy of the tenant namespaces; each gets a binding of its name."""
+    return [admission_policy(sandbox_classes), services_policy(), secrets_policy()]
+
+
+def tenant_namespace_labels(kubernetes_minor: str, allow_node_services: bool = False
+                            ) -> dict[str, str]:
     """Pod Security `restricted`, enforced, warned and audited, pinned to the cluster's minor."""
     labels = {TENANT_LABEL: "true"}
+    if allow_node_services:
+        labels[NODE_SERVICES_LABEL] = "allowed"
     for mode in ("enforce", "warn", "audit"):
         labels[f"pod-security.kubernetes.io/{mode}"] = "restricted"
         labels[f"pod-security.kubernetes.io/{mode}-version"] = f"v{kubernetes_minor}"

@@ -91,6 +91,10 @@ def render_init_config(cluster: ClusterConfig, node: NodeRegistration, advertise
         "apiServer": {
             "certSANs": list(cluster.cert_sans),
             "extraArgs": [
+                # kubeadm's own default is NodeRestriction; a Service's externalIPs let whoever
+                # sets them take over that address's traffic cluster-wide (CVE-2020-8554).
+                {"name": "enable-admission-plugins",
+                 "value": "NodeRestriction,DenyServiceExternalIPs"},
                 {"name": "encryption-provider-config", "value": ENCRYPTION_CONFIG},
                 {"name": "audit-policy-file", "value": AUDIT_POLICY},
                 {"name": "audit-log-path", "value": f"{AUDIT_LOG_DIR}/audit.log"},

@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 
-from components.render.guardrails import POLICY_NAME, tenant_namespace_labels
+from components.render.guardrails import tenant_namespace_labels, tenant_policies
 from tests.apiserver.stack import AppliedStack
 
 pytestmark = [pytest.mark.slow, pytest.mark.apiserver]
 
+POLICY_NAMES = [p["metadata"]["name"] for p in tenant_policies(["gvisor"])]
 TENANT_POLICIES = {"default-deny", "allow-same-namespace", "allow-dns", "allow-internet"}
 
 
@@ -29,7 +30,7 @@ def test_every_tenant_namespace_has_its_guardrails(applied: AppliedStack) -> Non
     for tenant in applied.spec.tenants:
         ns = tenant.name
         labels = applied.kubectl.get("namespace", ns)["metadata"]["labels"]
-        for key, value in tenant_namespace_labels(minor).items():
+        for key, value in tenant_namespace_labels(minor, tenant.allow_node_services).items():
             assert labels.get(key) == value, f"{ns}: label {key}"
         assert names(applied, "networkpolicies", ns) >= TENANT_POLICIES, ns
         deny = applied.kubectl.get("networkpolicy", "default-deny", "-n", ns)["spec"]
@@ -41,23 +42,25 @@ def test_every_tenant_namespace_has_its_guardrails(applied: AppliedStack) -> Non
         assert "tenant-admin" in names(applied, "rolebindings", ns)
 
 
-def checked_policy(applied: AppliedStack) -> dict[str, Any]:
+def checked_policy(applied: AppliedStack, name: str) -> dict[str, Any]:
     """The policy once the server's type checker has seen its current generation."""
     deadline = time.monotonic() + 60
     while True:
-        policy = applied.kubectl.get("validatingadmissionpolicy", POLICY_NAME)
+        policy = applied.kubectl.get("validatingadmissionpolicy", name)
         status = policy.get("status", {})
         if status.get("observedGeneration") == policy["metadata"]["generation"]:
             return policy
-        assert time.monotonic() < deadline, f"the policy was never type-checked: {status}"
+        assert time.monotonic() < deadline, f"{name} was never type-checked: {status}"
         time.sleep(0.5)
 
 
-def test_the_admission_policy_is_bound_and_type_checks(applied: AppliedStack) -> None:
-    # The server compiles and type-checks the CEL against the Pod schema (cel-python cannot);
-    # a wrong field or type shows up as an expression warning here.
-    status = checked_policy(applied)["status"]
+@pytest.mark.parametrize("name", POLICY_NAMES)
+def test_each_admission_policy_is_bound_and_type_checks(applied: AppliedStack,
+                                                        name: str) -> None:
+    # The server compiles and type-checks the CEL against the object's schema (cel-python
+    # cannot); a wrong field or type shows up as an expression warning here.
+    status = checked_policy(applied, name)["status"]
     assert status.get("typeChecking") == {}, status
-    binding = applied.kubectl.get("validatingadmissionpolicybinding", POLICY_NAME)
-    assert binding["spec"]["policyName"] == POLICY_NAME
+    binding = applied.kubectl.get("validatingadmissionpolicybinding", name)
+    assert binding["spec"]["policyName"] == name
     assert binding["spec"]["validationActions"] == ["Deny"]

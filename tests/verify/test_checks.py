@@ -93,6 +93,9 @@ def test_each_denial_case_changes_one_thing(healthy: dict[str, Any]) -> None:
     assert pods["empty-class"]["spec"]["runtimeClassName"] == ""
     assert pods["host-port"]["spec"]["containers"][0]["ports"] == [
         {"containerPort": 8080, "hostPort": 8080}]
+    (volume,) = pods["projected-token"]["spec"]["volumes"]
+    assert volume["projected"]["sources"] == [{"serviceAccountToken": {"path": "token"}}]
+    assert pods["system-priority"]["spec"]["priorityClassName"] == "system-node-critical"
     assert pods["gvisor-flag"]["metadata"]["annotations"] == {"dev.gvisor.flag.debug": "true"}
     assert pods["automount"]["spec"]["automountServiceAccountToken"] is True
 
@@ -331,4 +334,4 @@ def test_table_names_every_check(healthy: dict[str, Any]) -> None:
     for name in names:
         assert any(line.startswith(name + " ") for line in body), name
     assert table.endswith(f"{len(rows)} checks: {len(rows)} PASS, 0 FAIL, 0 ERROR")
-    assert len(rows) == 22
+    assert len(rows) == 24
