@@ -91,6 +91,9 @@ class Registration:
     custom: bool
     parent: str
     dependencies: list[str]
+    # Input property -> the resources whose outputs flow into it (what makes the engine
+    # re-evaluate the property when one of them is replaced).
+    property_dependencies: dict[str, list[str]]
     provider: str
     raw_inputs: dict[str, Any]
     additional_secret_outputs: list[str]
@@ -178,7 +181,10 @@ class RecordingMonitor(MockMonitor):
             self.graph.resources.append(Registration(
                 urn=response.urn, type=request.type, name=request.name,
                 custom=bool(request.custom), parent=request.parent,
-                dependencies=list(request.dependencies), provider=request.provider,
+                dependencies=list(request.dependencies),
+                property_dependencies={k: list(v.urns)
+                                       for k, v in request.propertyDependencies.items()},
+                provider=request.provider,
                 raw_inputs=json_format.MessageToDict(request.object),
                 additional_secret_outputs=list(request.additionalSecretOutputs)))
         return response
