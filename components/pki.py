@@ -79,10 +79,12 @@ class ClusterPki(pulumi.ComponentResource):
 
         # Bootstrap token "[a-z0-9]{6}.[a-z0-9]{16}"; its lifetime is short (tokenTtl) and it
         # is re-created on the control plane when new nodes join.
+        # pulumi-random stores RandomString.result in plain text: keep it secret in the state.
+        token_opts = pulumi.ResourceOptions(parent=self, additional_secret_outputs=["result"])
         token_id = random.RandomString("join-token-id", length=6, upper=False, special=False,
-                                       opts=child)
+                                       opts=token_opts)
         token_secret = random.RandomString("join-token-secret", length=16, upper=False,
-                                           special=False, opts=child)
+                                           special=False, opts=token_opts)
         self.join_token: pulumi.Output[str] = pulumi.Output.secret(
             pulumi.Output.concat(token_id.result, ".", token_secret.result))
 

@@ -61,6 +61,15 @@ def test_steps_carrying_token_or_keys_are_secret(graph: Graph) -> None:
             assert {"stdout", "stderr"} <= set(r.additional_secret_outputs), r.name
 
 
+def test_generated_secrets_are_secret_in_the_state(graph: Graph) -> None:
+    # The providers mark private keys and random bytes secret themselves; pulumi-random leaves
+    # RandomString.result (the join token's parts) in plain text unless asked.
+    strings = graph.of_type("random:index/randomString:RandomString")
+    assert strings
+    for r in strings:
+        assert "result" in r.additional_secret_outputs, r.name
+
+
 def test_cloud_init_user_data_is_secret(graph: Graph) -> None:
     disks = graph.of_type("libvirt:index/cloudInitDisk:CloudInitDisk")
     assert disks
