@@ -230,6 +230,13 @@ def runtimes_of_containerd(lab: Lab, node: str) -> set[str]:
     return set(cri["containerd"]["runtimes"])
 
 
+def step_runs_this_boot(lab: Lab, node: str) -> int:
+    """How many remote steps ran on `node` since it booted (pulumi-command's runner executes
+    each as `sudo -n bash <temporary file>`, which sudo logs)."""
+    log = lab.ssh(node, "sudo journalctl -b --no-pager -o cat _COMM=sudo").stdout
+    return len([line for line in log.splitlines() if "COMMAND=/usr/bin/bash /tmp/tmp." in line])
+
+
 def gvisor_container_dmesg(lab: Lab, node: str) -> str:
     """Run a busybox container with the runsc shim on `node`; its kernel log."""
     lab.copy_to(node, lab.busybox, "/var/tmp/e2e-busybox.tar")
@@ -256,6 +263,8 @@ def test_up_through_the_node_layer(lab: Lab) -> None:
     assert inventory["networks"] == [f"{STACK}-lab"]
     assert len(inventory["volumes"]) == 1 + 2 * len(NODES)  # base image, root + seed per node
     pin_ssh(lab)
+    for node, suffixes in NODE_STEPS.items():
+        assert step_runs_this_boot(lab, node) == len(suffixes), node
 
 
 def test_nodes_answer_with_their_pinned_host_keys(lab: Lab) -> None:
@@ -289,7 +298,7 @@ def test_second_up_changes_nothing(lab: Lab) -> None:
 def test_memory_change_replaces_the_worker_and_runs_its_steps_again(lab: Lab) -> None:
     before = lab.export()
     old_domains = domain_ids(before)
-    lab.ssh(WORKER, "sudo touch /var/tmp/e2e-old-vm")
+    old_boot = lab.ssh(WORKER, "cat /proc/sys/kernel/random/boot_id").stdout.strip()
     stack_file = lab.project.root / "stacks" / f"Pulumi.{STACK}.yaml"
     document = yaml.safe_load(stack_file.read_text())
     document["config"][p("pools")][1]["memoryMiB"] = CHANGED_MEMORY_MIB
@@ -314,9 +323,11 @@ def test_memory_change_replaces_the_worker_and_runs_its_steps_again(lab: Lab) ->
     assert domain_ids(after)["master"] == old_domains["master"]
     memory = lab.ns.virsh("dominfo", f"{STACK}-{WORKER}")
     assert f"{CHANGED_MEMORY_MIB * 1024} KiB" in memory, memory
-    # A new machine (the marker is gone) where every step ran again: containerd with both
-    # handlers, gVisor working.
-    assert lab.ssh(WORKER, "test -e /var/tmp/e2e-old-vm", check=False).returncode == 1
+    # A new machine (on the same root volume) where every step ran again: each step is one
+    # `sudo bash <script>` the journal of this boot records; containerd has both handlers and
+    # gVisor works.
+    assert lab.ssh(WORKER, "cat /proc/sys/kernel/random/boot_id").stdout.strip() != old_boot
+    assert step_runs_this_boot(lab, WORKER) == len(NODE_STEPS[WORKER])
     assert {"runc", "runsc"} <= runtimes_of_containerd(lab, WORKER)
     assert "Starting gVisor" in gvisor_container_dmesg(lab, WORKER)
     lab.up("--expect-no-changes")
