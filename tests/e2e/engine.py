@@ -133,9 +133,10 @@ class LibvirtNamespace:
         for d in PRIVATE_DIRS:
             Path(d).mkdir(parents=True, exist_ok=True)  # mount points (left empty outside)
         shutil.copytree("/etc/libvirt", self.etc, symlinks=True)
-        # No network of the package's own may autostart in here.
-        for link in (self.etc / "qemu" / "networks" / "autostart").glob("*"):
-            link.unlink()
+        # Nothing of the package's own in here: no predefined (or autostarted) network.
+        networks = self.etc / "qemu" / "networks"
+        for path in [*(networks / "autostart").glob("*"), *networks.glob("*.xml")]:
+            path.unlink()
         with (self.etc / "qemu.conf").open("a") as f:
             f.write(QEMU_CONF_EXTRA)
         script = START_SCRIPT.format(dirs=" ".join(PRIVATE_DIRS), etc=self.etc)

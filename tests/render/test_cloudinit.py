@@ -110,3 +110,13 @@ def test_cloud_init_schema_rejects_a_broken_document(tmp_path: Path) -> None:
     result = subprocess.run(["cloud-init", "schema", "--config-file", str(path)],
                             capture_output=True, text=True)
     assert result.returncode != 0
+
+
+def test_test_image_has_every_package_the_user_data_installs() -> None:
+    """tools/build-test-vm-image.sh's image then needs no repository (the e2e layer's nodes
+    have none)."""
+    script = (Path(__file__).resolve().parents[2] / "tools" / "build-test-vm-image.sh")
+    block = script.read_text().split("PACKAGES=(", 1)[1].split("\n)", 1)[0]
+    listed = {word for line in block.splitlines()
+              for word in line.split("#", 1)[0].split()}
+    assert set(PACKAGES) - {"tar"} <= listed  # tar is Essential: always there
