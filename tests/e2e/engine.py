@@ -159,15 +159,17 @@ class LibvirtNamespace:
         assert self.proc is not None
         return self.proc.pid
 
-    def prefix(self) -> list[str]:
-        """argv prefix that runs a command inside the namespaces."""
-        return ["nsenter", "-t", str(self.pid), "-m", "-n", "--"]
+    def prefix(self, cwd: Path | None = None) -> list[str]:
+        """argv prefix that runs a command inside the namespaces, in `cwd` (changed to
+        inside: a directory opened outside is unreachable from the new mount namespace)."""
+        inside = ["sh", "-c", 'cd "$0" && exec "$@"', str(cwd)] if cwd is not None else []
+        return ["nsenter", "-t", str(self.pid), "-m", "-n", "--", *inside]
 
     def run(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
             cwd: Path | None = None, timeout: float = 600.0, check: bool = True,
             stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([*self.prefix(), *argv], env={**os.environ, **(env or {})},
-                              cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        proc = subprocess.run([*self.prefix(cwd), *argv], env={**os.environ, **(env or {})},
+                              capture_output=True, text=True, timeout=timeout,
                               input=stdin, check=False)
         if check and proc.returncode != 0:
             raise E2EError(f"{' '.join(argv)} failed ({proc.returncode}):\n"
@@ -196,12 +198,14 @@ class LibvirtNamespace:
         # Domains first (qemu processes are children of libvirtd, not of the namespace).
         for name in self.virsh("list", "--name", check=False).split():
             self.virsh("destroy", name, check=False)
+        # Only the daemons of this namespace (those whose network namespace is ours), found
+        # while the namespace's first process still holds it.
+        daemons = [pid for name in ("libvirtd", "virtlogd", "dnsmasq")
+                   for pid in _pids_in_netns_of(self.proc.pid, name)]
+        for pid in daemons:
+            with _suppress():
+                os.kill(pid, signal.SIGTERM)
         os.killpg(self.proc.pid, signal.SIGTERM)
-        for pattern in ("libvirtd", "virtlogd", "dnsmasq"):
-            # Only the daemons of this namespace: those whose network namespace is ours.
-            for pid in _pids_in_netns_of(self.proc.pid, pattern):
-                with _suppress():
-                    os.kill(pid, signal.SIGTERM)
         with _suppress():
             self.proc.wait(timeout=30)
         self.proc = None

@@ -30,7 +30,7 @@ import yaml
 
 from tests.e2e.conftest import TIMINGS
 from tests.e2e.engine import PROJECT, LibvirtNamespace, Project
-from tests.graph.harness import run_program, stack_config
+from tests.graph.harness import stack_config
 from tests.node.nodes import TEST_IMAGE
 from tests.node.oci import build_busybox_archive
 from tests.node.tools import NodeTools, containerd_version, discover
@@ -99,10 +99,11 @@ def lab_config(image: Path, kernel: Path, initrd: Path, mirror: ReleaseMirror,
     return config
 
 
-def excluded_urns(config: Mapping[str, Any]) -> list[str]:
-    """The URNs of EXCLUDED_STEPS, from the program under mocks (the engine's URNs)."""
-    graph = run_program(config, STACK)
-    return [graph.named(name, "command:remote:Command").urn for name in EXCLUDED_STEPS]
+def excluded_urns(project: Project) -> list[str]:
+    """The URNs of EXCLUDED_STEPS, as the engine plans them."""
+    urns = {s["urn"].rsplit("::", 1)[1]: s["urn"] for s in project.preview_steps(STACK)
+            if s["newState"]["type"] == "command:remote:Command"}
+    return [urns[name] for name in EXCLUDED_STEPS]
 
 
 @dataclass
@@ -200,7 +201,7 @@ def lab(project: Project, libvirt_ns: LibvirtNamespace, image: tuple[Path, Path,
     config = lab_config(*image, mirror)
     project.init_stack(STACK, config)
     exclude_args = ["--exclude-dependents"]
-    for urn in excluded_urns(config):
+    for urn in excluded_urns(project):
         exclude_args += ["--exclude", urn]
     busybox = build_busybox_archive(work / "busybox.tar", TEST_IMAGE).path
     return Lab(project, libvirt_ns, config, exclude_args, work / "admin_ed25519", {}, busybox)
