@@ -32,10 +32,11 @@ from tests.e2e.conftest import TIMINGS
 from tests.e2e.engine import PROJECT, LibvirtNamespace, Project
 from tests.graph.harness import stack_config
 from tests.node.nodes import TEST_IMAGE
-from tests.node.oci import build_busybox_archive
+from tests.node.oci import build_busybox_archive, pause_entrypoint
 from tests.node.tools import NodeTools, containerd_version, discover
-from tests.vm.harness import VMImage, ensure_image
+from tests.vm.harness import CommandFailed, RunResult, VMImage, ensure_image
 from tests.vm.releases import ReleaseMirror, build_mirror
+from tests.vm.test_node_scripts import CRICTL, RemoteCrictl, sandbox_image
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -56,7 +57,6 @@ NODE_STEPS = {
     "worker1": ("wait-cloud-init", "preflight", "containerd", "gvisor", "containerd-config"),
 }
 UP_TIMEOUT_S = 3600.0
-RUNSC_RUNTIME = "io.containerd.runsc.v1"
 
 
 def p(key: str) -> str:
@@ -238,15 +238,49 @@ def step_runs_this_boot(lab: Lab, node: str) -> int:
     return len([line for line in log.splitlines() if "COMMAND=/usr/bin/bash /tmp/tmp." in line])
 
 
-def gvisor_container_dmesg(lab: Lab, node: str) -> str:
-    """Run a busybox container with the runsc shim on `node`; its kernel log."""
-    lab.copy_to(node, lab.busybox, "/var/tmp/e2e-busybox.tar")
-    lab.ssh(node, "sudo ctr -n e2e images import /var/tmp/e2e-busybox.tar >/dev/null")
-    name = f"e2e-{time.time_ns()}"
-    result = lab.ssh(node, f"sudo ctr -n e2e run --rm --runtime {RUNSC_RUNTIME} "
-                           f"{TEST_IMAGE} {name} /bin/dmesg", timeout=600, check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return str(result.stdout)
+class NodeShell:
+    """A node as tests/vm's RemoteCrictl expects a VM: `run(command, stdin, check, timeout)`
+    over the test's pinned SSH connection."""
+
+    def __init__(self, lab: Lab, node: str) -> None:
+        self.lab, self.node = lab, node
+
+    def run(self, cmd: str, *, stdin: bytes | None = None, check: bool = True,
+            timeout: float = 300.0) -> RunResult:
+        proc = self.lab.ssh(self.node, cmd, check=False, timeout=timeout,
+                            stdin=stdin.decode() if stdin is not None else None)
+        result = RunResult(proc.returncode, proc.stdout, proc.stderr)
+        if check and result.rc != 0:
+            raise CommandFailed(cmd, result)
+        return result
+
+
+def cri_on(lab: Lab, node: str, crictl: Path, work: Path) -> RemoteCrictl:
+    """crictl copied to `node`, the busybox image and a stand-in pause image imported (what
+    tests/vm does; a pod goes through the CRI as the kubelet's would)."""
+    lab.ssh(node, f"sudo mkdir -p {shlex.quote(str(Path(CRICTL).parent))}")
+    lab.copy_to(node, crictl, CRICTL)
+    lab.ssh(node, f"sudo chmod 0755 {CRICTL}")
+    pause_ref = sandbox_image(lab.ssh(node, "sudo cat /etc/containerd/config.toml").stdout)
+    archives = [lab.busybox, build_busybox_archive(work / "pause.tar", pause_ref,
+                                                   entrypoint=pause_entrypoint()).path]
+    remote = RemoteCrictl(NodeShell(lab, node))  # type: ignore[arg-type]
+    remote.wait_runtime_ready()
+    for archive in archives:
+        target = f"/var/tmp/{archive.name}"
+        lab.copy_to(node, archive, target)
+        lab.ssh(node, f"sudo ctr -n k8s.io images import --snapshotter overlayfs {target}")
+    remote.wait_image(TEST_IMAGE)
+    remote.wait_image(pause_ref)
+    return remote
+
+
+def gvisor_pod_dmesg(cri: RemoteCrictl) -> str:
+    """Kernel log seen by a container of a pod with the runsc handler."""
+    with cri.container("runsc", f"e2e-gvisor-{time.time_ns()}") as cid:
+        result = cri.exec(cid, "/bin/dmesg")
+    assert result.rc == 0, result.stdout + result.stderr
+    return result.stdout
 
 
 # ---------------------------------------------------------------------------------------------
@@ -286,8 +320,16 @@ def test_containerd_knows_runc_and_runsc(lab: Lab) -> None:
     assert "runc" in runtimes_of_containerd(lab, "master")
 
 
-def test_a_gvisor_container_runs_on_the_worker(lab: Lab) -> None:
-    dmesg = gvisor_container_dmesg(lab, WORKER)
+@pytest.fixture(scope="module")
+def cri(lab: Lab, tools: NodeTools, work: Path) -> RemoteCrictl:
+    start = time.monotonic()
+    remote = cri_on(lab, WORKER, tools.crictl, work)
+    TIMINGS["crictl and images into the worker"] = time.monotonic() - start
+    return remote
+
+
+def test_a_gvisor_container_runs_on_the_worker(cri: RemoteCrictl) -> None:
+    dmesg = gvisor_pod_dmesg(cri)
     assert "Starting gVisor" in dmesg, dmesg
 
 
@@ -296,7 +338,8 @@ def test_second_up_changes_nothing(lab: Lab) -> None:
     TIMINGS["pulumi up --expect-no-changes"] = seconds
 
 
-def test_memory_change_replaces_the_worker_and_runs_its_steps_again(lab: Lab) -> None:
+def test_memory_change_replaces_the_worker_and_runs_its_steps_again(lab: Lab,
+                                                                      cri: RemoteCrictl) -> None:
     before = lab.export()
     old_domains = domain_ids(before)
     old_boot = lab.ssh(WORKER, "cat /proc/sys/kernel/random/boot_id").stdout.strip()
@@ -330,7 +373,7 @@ def test_memory_change_replaces_the_worker_and_runs_its_steps_again(lab: Lab) ->
     assert lab.ssh(WORKER, "cat /proc/sys/kernel/random/boot_id").stdout.strip() != old_boot
     assert step_runs_this_boot(lab, WORKER) == len(NODE_STEPS[WORKER])
     assert {"runc", "runsc"} <= runtimes_of_containerd(lab, WORKER)
-    assert "Starting gVisor" in gvisor_container_dmesg(lab, WORKER)
+    assert "Starting gVisor" in gvisor_pod_dmesg(cri)  # crictl and images are on the disk
     lab.up("--expect-no-changes")
 
 
