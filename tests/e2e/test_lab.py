@@ -377,17 +377,23 @@ def test_memory_change_replaces_the_worker_and_runs_its_steps_again(lab: Lab,
     lab.up("--expect-no-changes")
 
 
+def revealed(value: Any) -> Any:
+    """A value of `stack export --show-secrets`: secrets are objects holding their JSON."""
+    if isinstance(value, dict) and "plaintext" in value:
+        return json.loads(value["plaintext"])
+    return value
+
+
 def secret_strings(state: Mapping[str, Any]) -> list[str]:
-    """The generated secrets as `--show-secrets` reveals them: private keys, token parts."""
+    """The generated secrets as `--show-secrets` reveals them: private keys, token parts,
+    the key material of the encryption at rest."""
     found: list[str] = []
     for r in state_resources(state):
-        outputs = r.get("outputs") or {}
+        outputs = {k: revealed(v) for k, v in (r.get("outputs") or {}).items()}
         if r["type"] == "tls:index/privateKey:PrivateKey":
             found += [outputs["privateKeyPem"], outputs["privateKeyOpenssh"]]
-        elif r["type"] == "random:index/randomString:RandomString":
+        elif r["type"] == "random:index/randomPassword:RandomPassword":
             found.append(outputs["result"])
-        elif r["type"] == "random:index/randomBytes:RandomBytes":
-            found.append(outputs["base64"])
     return [s.strip() for s in found if isinstance(s, str) and s.strip()]
 
 

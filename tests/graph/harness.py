@@ -57,7 +57,8 @@ def fake_state(typ: str, name: str, inputs: Mapping[str, Any]) -> dict[str, Any]
         return {"certPem": _pem("CERTIFICATE", "cert/" + name)}
     if typ == "tls:index/certRequest:CertRequest":
         return {"certRequestPem": _pem("CERTIFICATE REQUEST", "csr/" + name)}
-    if typ == "random:index/randomString:RandomString":
+    if typ in ("random:index/randomString:RandomString",
+               "random:index/randomPassword:RandomPassword"):
         alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
         digest = _fake_bytes("random/" + name, 64)
         length = int(inputs.get("length", 16))
