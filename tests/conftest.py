@@ -30,6 +30,13 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--omit-object", action="append", metavar="'KIND [NAMESPACE/]NAME'",
+        help="tests/apiserver: leave this Kubernetes object of the graph out (to see which "
+             "cases a guardrail object carries); repeatable")
+
+
 @pytest.fixture
 def release_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A static HTTP server on 127.0.0.1 serving a temporary directory."""

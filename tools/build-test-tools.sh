@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# Build the pinned node-test tools (containerd 2.x, gVisor runsc + its containerd
-# shim, crictl) from the Go module proxy into a version-keyed cache outside the repo:
+# Build the pinned test tools from the Go module proxy into a version-keyed cache outside the
+# repo. Two groups:
+#   node       containerd 2.x, gVisor runsc + its containerd shim, crictl (tests/node, tests/vm)
+#   apiserver  kube-apiserver, kube-controller-manager and kubectl at the cluster's Kubernetes
+#              version, and the etcd that kubeadm of that version deploys (tests/apiserver)
+# Each lands in
 #
 #   ${SANDBOXED_K8S_CACHE:-~/.cache/sandboxed-k8s}/bin/<tool>-<version>/
 #
@@ -14,11 +18,12 @@
 # CAP_SYS_RESOURCE, which our development/CI hosts lack (nodes have it), so the tests use
 # this build only on such hosts. Everything else is upstream source, unmodified.
 #
-# Usage: tools/build-test-tools.sh           build what is missing, then print paths
-#        tools/build-test-tools.sh --paths   print paths only (no build, no network)
+# Usage: tools/build-test-tools.sh [GROUP...]          build what is missing, then print paths
+#        tools/build-test-tools.sh --paths [GROUP...]  print paths only (no build, no network)
+# With no GROUP, both groups.
 #
 # Output: one line per binary on stdout, "BIN <name> <absolute path>", which the
-# pytest harness in tests/node parses; progress and timings go to stderr.
+# pytest harnesses parse; progress and timings go to stderr.
 set -euo pipefail
 
 # --- pinned versions -------------------------------------------------------------
@@ -32,6 +37,10 @@ GVISOR_VERSION="v0.0.0-20260905035102-160fafc42237"
 CRICTL_VERSION="v1.34.0"
 # Bump when build_gvisor_shim_testpatch changes, so caches pick up the new patch.
 SHIM_TESTPATCH_REV="p1"
+# Kubernetes: the default `kubernetes.version` of the program (components/spec.py).
+KUBERNETES_VERSION="v1.34.2"
+# etcd: kubeadm v1.34.2's DefaultEtcdVersion (cmd/kubeadm/app/constants), 3.6.5-0.
+ETCD_VERSION="v3.6.5"
 # ----------------------------------------------------------------------------------
 
 CACHE_ROOT="${SANDBOXED_K8S_CACHE:-${HOME}/.cache/sandboxed-k8s}"
@@ -41,11 +50,15 @@ CONTAINERD_DIR="${BIN_ROOT}/containerd-${CONTAINERD_VERSION}"
 GVISOR_DIR="${BIN_ROOT}/gvisor-${GVISOR_VERSION}"
 CRICTL_DIR="${BIN_ROOT}/crictl-${CRICTL_VERSION}"
 SHIM_TESTPATCH_DIR="${BIN_ROOT}/gvisor-shim-testpatch-${GVISOR_VERSION}-${SHIM_TESTPATCH_REV}"
+KUBERNETES_DIR="${BIN_ROOT}/kubernetes-${KUBERNETES_VERSION}"
+ETCD_DIR="${BIN_ROOT}/etcd-${ETCD_VERSION}"
 
 CONTAINERD_BINS=(containerd containerd-shim-runc-v2 ctr)
 GVISOR_BINS=(runsc containerd-shim-runsc-v1)
 CRICTL_BINS=(crictl)
 SHIM_TESTPATCH_BINS=(containerd-shim-runsc-v1)
+KUBERNETES_BINS=(kube-apiserver kube-controller-manager kubectl)
+ETCD_BINS=(etcd)
 
 # Never fetch another Go toolchain; use the one on the machine.
 export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
@@ -160,22 +173,118 @@ build_crictl() {
         "sigs.k8s.io/cri-tools/cmd/crictl@${CRICTL_VERSION}"
 }
 
+# Kubernetes' and etcd's own go.mod files replace some modules with folders of their
+# repositories, so `go install MODULE@VERSION` refuses them. Their commands are built from a
+# throwaway module that requires them instead (replace directives of a dependency are ignored).
+# throwaway_module DIR MODULE VERSION [REPLACE_LINE...] : DIR/go.mod requiring MODULE@VERSION.
+throwaway_module() {
+    local dir="$1" module="$2" version="$3" line
+    shift 3
+    mkdir -p "${dir}"
+    {
+        printf 'module sandboxed-k8s.test/build\n\ngo 1.24.0\n\nrequire %s %s\n\n' \
+            "${module}" "${version}"
+        for line in "$@"; do
+            printf '%s\n' "${line}"
+        done
+    } >"${dir}/go.mod"
+    (cd "${dir}" && GOFLAGS="${GOFLAGS} -mod=mod" go get "${module}@${version}" >&2)
+}
+
+# Kubernetes' staging modules (k8s.io/api, k8s.io/client-go, ...) are published as v0.x
+# releases of the same source: each is pointed there. The version variables are what `make`
+# stamps; without them the binaries say v0.0.0-master and version checks (kubectl's skew
+# warning, Pod Security's "latest") go wrong.
+build_kubernetes() {
+    local out="$1" gomod minor staging module cmd replaces=()
+    gomod="$(go mod download -json "k8s.io/kubernetes@${KUBERNETES_VERSION}" \
+        | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')"
+    [[ -f "${gomod}" ]] || { log "k8s.io/kubernetes go.mod not found"; return 1; }
+    minor="${KUBERNETES_VERSION#v1.}"
+    minor="${minor%%.*}"
+    staging="v0.${KUBERNETES_VERSION#v1.}"
+    while read -r module; do
+        replaces+=("replace ${module} => ${module} ${staging}")
+    done < <(sed -n 's|^[[:space:]]*\(k8s\.io/[a-z0-9-]*\) => \./staging/.*$|\1|p' "${gomod}")
+    [[ ${#replaces[@]} -gt 10 ]] || { log "no staging modules found in ${gomod}"; return 1; }
+    throwaway_module "${out}/.mod" k8s.io/kubernetes "${KUBERNETES_VERSION}" "${replaces[@]}"
+    local ldflags="-s -w" pkg
+    for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+        ldflags+=" -X ${pkg}.gitVersion=${KUBERNETES_VERSION} -X ${pkg}.gitMajor=1"
+        ldflags+=" -X ${pkg}.gitMinor=${minor} -X ${pkg}.gitTreeState=clean"
+    done
+    for cmd in "${KUBERNETES_BINS[@]}"; do
+        (cd "${out}/.mod" && GOFLAGS="${GOFLAGS} -mod=mod" CGO_ENABLED=0 \
+            go build -ldflags "${ldflags}" -o "${out}/${cmd}" "k8s.io/kubernetes/cmd/${cmd}")
+    done
+    rm -rf "${out}/.mod"
+}
+
+build_etcd() {
+    local out="$1"
+    throwaway_module "${out}/.mod" go.etcd.io/etcd/server/v3 "${ETCD_VERSION}"
+    (cd "${out}/.mod" && GOFLAGS="${GOFLAGS} -mod=mod" CGO_ENABLED=0 \
+        go build -ldflags "-s -w" -o "${out}/etcd" go.etcd.io/etcd/server/v3)
+    rm -rf "${out}/.mod"
+}
+
+build_group() {
+    case "$1" in
+        node)
+            build_into "${CONTAINERD_DIR}" build_containerd "${CONTAINERD_BINS[@]}"
+            build_into "${GVISOR_DIR}" build_gvisor "${GVISOR_BINS[@]}"
+            build_into "${CRICTL_DIR}" build_crictl "${CRICTL_BINS[@]}"
+            build_into "${SHIM_TESTPATCH_DIR}" build_gvisor_shim_testpatch \
+                "${SHIM_TESTPATCH_BINS[@]}"
+            ;;
+        apiserver)
+            build_into "${ETCD_DIR}" build_etcd "${ETCD_BINS[@]}"
+            build_into "${KUBERNETES_DIR}" build_kubernetes "${KUBERNETES_BINS[@]}"
+            ;;
+    esac
+}
+
+print_group() {
+    case "$1" in
+        node)
+            print_paths "${CONTAINERD_DIR}" "${CONTAINERD_BINS[@]}"
+            print_paths "${GVISOR_DIR}" "${GVISOR_BINS[@]}"
+            print_paths "${CRICTL_DIR}" "${CRICTL_BINS[@]}"
+            printf 'BIN %s %s\n' containerd-shim-runsc-v1-testpatch \
+                "${SHIM_TESTPATCH_DIR}/containerd-shim-runsc-v1"
+            ;;
+        apiserver)
+            print_paths "${ETCD_DIR}" "${ETCD_BINS[@]}"
+            print_paths "${KUBERNETES_DIR}" "${KUBERNETES_BINS[@]}"
+            ;;
+    esac
+}
+
 main() {
-    if [[ "${1:-}" != "--paths" ]]; then
+    local build=true groups=() group
+    if [[ "${1:-}" == "--paths" ]]; then
+        build=false
+        shift
+    fi
+    for group in "$@"; do
+        case "${group}" in
+            node | apiserver) groups+=("${group}") ;;
+            *) log "unknown group ${group} (node, apiserver)"; exit 2 ;;
+        esac
+    done
+    [[ ${#groups[@]} -gt 0 ]] || groups=(node apiserver)
+    if "${build}"; then
         command -v go >/dev/null || { log "go is not installed"; exit 1; }
         local start
         start="$(now)"
-        build_into "${CONTAINERD_DIR}" build_containerd "${CONTAINERD_BINS[@]}"
-        build_into "${GVISOR_DIR}" build_gvisor "${GVISOR_BINS[@]}"
-        build_into "${CRICTL_DIR}" build_crictl "${CRICTL_BINS[@]}"
-        build_into "${SHIM_TESTPATCH_DIR}" build_gvisor_shim_testpatch "${SHIM_TESTPATCH_BINS[@]}"
-        log "all tools ready in $(elapsed "${start}") s"
+        for group in "${groups[@]}"; do
+            build_group "${group}"
+        done
+        log "${groups[*]} tools ready in $(elapsed "${start}") s"
     fi
-    print_paths "${CONTAINERD_DIR}" "${CONTAINERD_BINS[@]}"
-    print_paths "${GVISOR_DIR}" "${GVISOR_BINS[@]}"
-    print_paths "${CRICTL_DIR}" "${CRICTL_BINS[@]}"
-    printf 'BIN %s %s\n' containerd-shim-runsc-v1-testpatch \
-        "${SHIM_TESTPATCH_DIR}/containerd-shim-runsc-v1"
+    for group in "${groups[@]}"; do
+        print_group "${group}"
+    done
 }
 
 main "$@"

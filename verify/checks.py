@@ -65,6 +65,12 @@ DENIAL_CASES = (
     DenialCase("no-class", "no runtimeClassName", _POLICY,
                lambda p: p["spec"].pop("runtimeClassName")),
     # No RuntimeClass `runc` exists, so the RuntimeClass admission plugin may refuse it first.
+    # The RuntimeClass admission plugin looks the name up before any policy runs, and an
+    # empty name cannot be looked up: that refusal comes first, on every cluster.
+    DenialCase("empty-class", "empty runtimeClassName",
+               (*_POLICY, "resource name may not be empty"),
+               lambda p: p["spec"].update(runtimeClassName=""),
+               f"policy {POLICY_NAME} (or: the RuntimeClass plugin refuses an empty name)"),
     DenialCase("runc", "runtimeClassName runc", (*_POLICY, 'RuntimeClass "runc" not found'),
                lambda p: p["spec"].update(runtimeClassName="runc"),
                f"policy {POLICY_NAME} (or: no RuntimeClass runc)"),
@@ -74,6 +80,9 @@ DENIAL_CASES = (
                lambda p: p["spec"].update(volumes=[{"name": "host", "hostPath": {"path": "/"}}])),
     DenialCase("host-network", "hostNetwork", _PSA, lambda p: p["spec"].update(hostNetwork=True)),
     DenialCase("host-pid", "hostPID", _PSA, lambda p: p["spec"].update(hostPID=True)),
+    DenialCase("host-port", "hostPort", _PSA,
+               lambda p: p["spec"]["containers"][0].update(
+                   ports=[{"containerPort": 8080, "hostPort": 8080}])),
     DenialCase("gvisor-flag", "dev.gvisor.flag.debug annotation", _POLICY,
                lambda p: p["metadata"].update(annotations={"dev.gvisor.flag.debug": "true"})),
     DenialCase("automount", "automountServiceAccountToken true", _POLICY,

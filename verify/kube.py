@@ -18,9 +18,11 @@ from typing import Any, Literal, Protocol
 Obj = dict[str, Any]
 PodCondition = Literal["Ready", "Succeeded"]
 
-# kubectl's rendering of an API error; Forbidden is how admission (PodSecurity, policies,
-# RuntimeClass) refuses a pod. RBAC refusals are Forbidden too, but they are not an answer.
-_ADMISSION_DENIAL = re.compile(r"Error from server \(Forbidden\)")
+# kubectl's rendering of an API error from admission: Forbidden is how PodSecurity, policies
+# and the RuntimeClass plugin refuse a pod; the RuntimeClass plugin's lookup of an empty name
+# fails with a reason-less "Error from server:". RBAC refusals are Forbidden too, but they are
+# not an answer. Which control refused is for the caller to judge from the message.
+_ADMISSION_DENIAL = re.compile(r"Error from server( \(Forbidden\))?:")
 _RBAC_DENIAL = "cannot create resource"
 # Printed by kubectl when the command inside the container exits non-zero.
 _REMOTE_EXIT = re.compile(r"command terminated with exit code (\d+)")

@@ -9,12 +9,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-BUILD_SCRIPT = REPO_ROOT / "tools" / "build-test-tools.sh"
+from tests import build_tools
+from tests.build_tools import ToolError
 
 # Debian 12 packages the node tests need: containerd 1.6 + runc, and busybox for the image.
 DEBIAN_PACKAGES = {
@@ -27,10 +26,6 @@ DEBIAN_CTR = Path("/usr/bin/ctr")
 SYSTEM_PATH = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
 
 CAP_SYS_RESOURCE = 24
-
-
-class ToolError(RuntimeError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -86,31 +81,20 @@ def ensure_debian_packages() -> list[str]:
     return missing
 
 
+NODE_BINARIES = (
+    "containerd",
+    "containerd-shim-runc-v2",
+    "ctr",
+    "runsc",
+    "containerd-shim-runsc-v1",
+    "crictl",
+    "containerd-shim-runsc-v1-testpatch",
+)
+
+
 def run_build_script() -> tuple[dict[str, Path], float]:
-    """Run tools/build-test-tools.sh (builds what is missing) and parse its BIN lines."""
-    start = time.monotonic()
-    proc = subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=3600)
-    seconds = time.monotonic() - start
-    if proc.returncode != 0:
-        raise ToolError(f"{BUILD_SCRIPT} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
-    bins: dict[str, Path] = {}
-    for line in proc.stdout.splitlines():
-        parts = line.split(" ", 2)
-        if len(parts) == 3 and parts[0] == "BIN":
-            bins[parts[1]] = Path(parts[2])
-    expected = {
-        "containerd",
-        "containerd-shim-runc-v2",
-        "ctr",
-        "runsc",
-        "containerd-shim-runsc-v1",
-        "crictl",
-        "containerd-shim-runsc-v1-testpatch",
-    }
-    missing = sorted(name for name in expected if name not in bins or not bins[name].is_file())
-    if missing:
-        raise ToolError(f"{BUILD_SCRIPT} did not produce {missing}; stdout:\n{proc.stdout}")
-    return bins, seconds
+    """Build the node group of tools/build-test-tools.sh (if needed) and parse its paths."""
+    return build_tools.run_build_script("node", NODE_BINARIES)
 
 
 def containerd_version(binary: Path) -> str:

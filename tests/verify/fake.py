@@ -88,3 +88,29 @@ def set_exec(scenario: dict[str, Any], pod: str, match: str, rc: int, stdout: st
             entry.update(rc=rc, stdout=stdout, stderr=stderr)
             return
     raise AssertionError(f"no recorded exec {pod} {match}")
+
+
+def proof_pods_key(runtime: str) -> str:
+    return f"pods -n sandbox-proof -l batch.kubernetes.io/job-name=sandbox-proof-{runtime}"
+
+
+def proof_pod(scenario: dict[str, Any], runtime: str) -> dict[str, Any]:
+    pod: dict[str, Any] = scenario["get"][proof_pods_key(runtime)]["items"][0]
+    return pod
+
+
+def proof_log(scenario: dict[str, Any], runtime: str) -> str:
+    """The `logs` key of a runtime's proof pod ("<namespace>/<pod>")."""
+    meta = proof_pod(scenario, runtime)["metadata"]
+    return f"{meta['namespace']}/{meta['name']}"
+
+
+def node_key(scenario: dict[str, Any], runtime: str) -> str:
+    return f"nodes {proof_pod(scenario, runtime)['spec']['nodeName']}"
+
+
+def probed_url(scenario: dict[str, Any], fragment: str) -> str:
+    """The URL verify's probe pod was recorded fetching, found by a fragment of it."""
+    (match,) = [e["match"] for e in scenario["exec"]
+                if e["pod"].startswith("verify-probe-") and fragment in e["match"]]
+    return str(match)

@@ -7,7 +7,15 @@ from typing import Any
 
 from components.render.guardrails import PROOF_IMAGE
 from components.spec import SANDBOX_HANDLERS
-from tests.verify.fake import FakeCluster, set_exec
+from tests.verify.fake import (
+    FakeCluster,
+    node_key,
+    probed_url,
+    proof_log,
+    proof_pod,
+    proof_pods_key,
+    set_exec,
+)
 from verify.checks import (
     CONTROL,
     DENIAL_CASES,
@@ -25,7 +33,6 @@ from verify.checks import (
 from verify.report import Row, Status, exit_code, render_table
 
 PROBE, LISTENER = "verify-probe-test", "verify-listener-test"
-GVISOR_LOG = "sandbox-proof/sandbox-proof-gvisor-7xk2p"
 EXIT1 = "\ncommand terminated with exit code 1\n"
 ADMISSION_NAMES = [CONTROL[0], *(c.spec[0] for c in DENIAL_CASES)]
 POD_NAMES = [s[0] for s in POD_SPECS]
@@ -83,12 +90,15 @@ def test_each_denial_case_changes_one_thing(healthy: dict[str, Any]) -> None:
     assert pods["host-path"]["spec"]["volumes"][0]["hostPath"] == {"path": "/"}
     assert pods["host-network"]["spec"]["hostNetwork"] is True
     assert pods["host-pid"]["spec"]["hostPID"] is True
+    assert pods["empty-class"]["spec"]["runtimeClassName"] == ""
+    assert pods["host-port"]["spec"]["containers"][0]["ports"] == [
+        {"containerPort": 8080, "hostPort": 8080}]
     assert pods["gvisor-flag"]["metadata"]["annotations"] == {"dev.gvisor.flag.debug": "true"}
     assert pods["automount"]["spec"]["automountServiceAccountToken"] is True
 
 
 def test_gvisor_pod_that_saw_the_node_kernel_fails(healthy: dict[str, Any]) -> None:
-    healthy["logs"][GVISOR_LOG] = ("kernel-release: 6.1.0-41-amd64\n"
+    healthy["logs"][proof_log(healthy, "gvisor")] = ("kernel-release: 6.1.0-41-amd64\n"
                                    "dmesg: klogctl: Operation not permitted\n")
     _, by_name, rows = run(healthy)
     row = by_name["sandbox proof gvisor: kernel"]
@@ -98,19 +108,20 @@ def test_gvisor_pod_that_saw_the_node_kernel_fails(healthy: dict[str, Any]) -> N
 
 
 def test_gvisor_needs_its_dmesg_too(healthy: dict[str, Any]) -> None:
-    healthy["logs"][GVISOR_LOG] = "kernel-release: 4.4.0\n"
+    healthy["logs"][proof_log(healthy, "gvisor")] = "kernel-release: 4.4.0\n"
     _, by_name, _ = run(healthy)
     assert by_name["sandbox proof gvisor: kernel"].status is Status.FAIL
 
 
 def test_kata_with_the_node_kernel_fails(healthy: dict[str, Any]) -> None:
-    healthy["logs"]["sandbox-proof/sandbox-proof-kata-q9w4d"] = "kernel-release: 6.1.0-41-amd64\n"
+    healthy["logs"][proof_log(healthy, "kata")] = "kernel-release: 6.1.0-41-amd64\n"
     _, by_name, _ = run(healthy)
     assert by_name["sandbox proof kata: kernel"].status is Status.FAIL
 
 
 def test_proof_node_without_the_sandbox_label_fails(healthy: dict[str, Any]) -> None:
-    del healthy["get"]["nodes worker1"]["metadata"]["labels"]["runtime.sandboxed-k8s.io/gvisor"]
+    labels = healthy["get"][node_key(healthy, "gvisor")]["metadata"]["labels"]
+    del labels["runtime.sandboxed-k8s.io/gvisor"]
     _, by_name, _ = run(healthy)
     row = by_name["sandbox proof gvisor: node"]
     assert row.status is Status.FAIL
@@ -124,8 +135,9 @@ def test_wrong_handler_fails(healthy: dict[str, Any]) -> None:
 
 
 def test_log_read_failure_is_error(healthy: dict[str, Any]) -> None:
-    healthy["logs"][GVISOR_LOG] = {"error": "kubectl logs: Error from server (NotFound): "
-                                            'pods "sandbox-proof-gvisor-7xk2p" not found'}
+    name = proof_pod(healthy, "gvisor")["metadata"]["name"]
+    healthy["logs"][proof_log(healthy, "gvisor")] = {
+        "error": f'kubectl logs: Error from server (NotFound): pods "{name}" not found'}
     _, by_name, rows = run(healthy)
     row = by_name["sandbox proof gvisor: kernel"]
     assert row.status is Status.ERROR
@@ -135,8 +147,7 @@ def test_log_read_failure_is_error(healthy: dict[str, Any]) -> None:
 
 
 def test_missing_proof_pod_is_error(healthy: dict[str, Any]) -> None:
-    key = "pods -n sandbox-proof -l batch.kubernetes.io/job-name=sandbox-proof-kata"
-    healthy["get"][key]["items"] = []
+    healthy["get"][proof_pods_key("kata")]["items"] = []
     _, by_name, _ = run(healthy)
     for name in ("sandbox proof kata: node", "sandbox proof kata: kernel"):
         assert by_name[name].status is Status.ERROR
@@ -144,20 +155,19 @@ def test_missing_proof_pod_is_error(healthy: dict[str, Any]) -> None:
 
 
 def test_failed_proof_pod_is_error(healthy: dict[str, Any]) -> None:
-    key = "pods -n sandbox-proof -l batch.kubernetes.io/job-name=sandbox-proof-gvisor"
-    healthy["get"][key]["items"][0]["status"]["phase"] = "Failed"
+    proof_pod(healthy, "gvisor")["status"]["phase"] = "Failed"
     _, by_name, _ = run(healthy)
     assert by_name["sandbox proof gvisor: kernel"].status is Status.ERROR
 
 
 def test_running_proof_pod_is_waited_for(healthy: dict[str, Any]) -> None:
-    key = "pods -n sandbox-proof -l batch.kubernetes.io/job-name=sandbox-proof-gvisor"
-    pod = healthy["get"][key]["items"][0]
-    healthy["get"]["pods -n sandbox-proof sandbox-proof-gvisor-7xk2p"] = copy.deepcopy(pod)
+    pod = proof_pod(healthy, "gvisor")
+    name = pod["metadata"]["name"]
+    healthy["get"][f"pods -n sandbox-proof {name}"] = copy.deepcopy(pod)
     pod["status"]["phase"] = "Running"
     _, by_name, _ = run(healthy)
     assert by_name["sandbox proof gvisor: kernel"].status is Status.PASS
-    healthy["wait_errors"] = {"sandbox-proof-gvisor-7xk2p": "timed out waiting for the condition"}
+    healthy["wait_errors"] = {name: "timed out waiting for the condition"}
     _, by_name, _ = run(healthy)
     assert by_name["sandbox proof gvisor: kernel"].status is Status.ERROR
 
@@ -214,11 +224,12 @@ def test_dry_run_kubectl_error_is_error(healthy: dict[str, Any]) -> None:
 
 
 def test_tenant_reaching_another_tenant_fails(healthy: dict[str, Any]) -> None:
-    set_exec(healthy, PROBE, "http://10.244.1.18:8080/", 0, "sandboxed-k8s-verify-listener\n")
+    url = probed_url(healthy, ":8080/")
+    set_exec(healthy, PROBE, url, 0, "sandboxed-k8s-verify-listener\n")
     _, by_name, rows = run(healthy)
     row = by_name[NET_TENANT[0]]
     assert row.status is Status.FAIL
-    assert "http://10.244.1.18:8080/ answered" in row.observed
+    assert f"{url} answered" in row.observed
     assert exit_code(rows) == 1
 
 
@@ -253,18 +264,18 @@ def test_no_tenant_namespace_is_error(healthy: dict[str, Any]) -> None:
 
 
 def test_kubelet_answering_200_fails(healthy: dict[str, Any]) -> None:
-    set_exec(healthy, PROBE, "https://10.17.0.11:10250/pods", 0, '{"kind":"PodList"}')
+    set_exec(healthy, PROBE, probed_url(healthy, ":10250/"), 0, '{"kind":"PodList"}')
     _, by_name, _ = run(healthy)
     assert by_name[NET_KUBELET[0]].status is Status.FAIL
 
 
 def test_kubelet_answering_401_passes(healthy: dict[str, Any]) -> None:
-    set_exec(healthy, PROBE, "https://10.17.0.11:10250/pods", 1, "",
+    url = probed_url(healthy, ":10250/")
+    set_exec(healthy, PROBE, url, 1, "",
              "wget: server returned error: HTTP/1.1 401 Unauthorized" + EXIT1)
     _, by_name, _ = run(healthy)
     row = by_name[NET_KUBELET[0]]
-    assert (row.status, row.observed) == (Status.PASS, "https://10.17.0.11:10250/pods answered "
-                                                       "HTTP 401")
+    assert (row.status, row.observed) == (Status.PASS, f"{url} answered HTTP 401")
 
 
 def test_metadata_answering_fails(healthy: dict[str, Any]) -> None:
@@ -319,4 +330,5 @@ def test_table_names_every_check(healthy: dict[str, Any]) -> None:
         POD_NAMES
     for name in names:
         assert any(line.startswith(name + " ") for line in body), name
-    assert table.endswith("20 checks: 20 PASS, 0 FAIL, 0 ERROR")
+    assert table.endswith(f"{len(rows)} checks: {len(rows)} PASS, 0 FAIL, 0 ERROR")
+    assert len(rows) == 22

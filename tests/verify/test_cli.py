@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.verify.fake import FakeCluster
+from tests.verify.fake import FakeCluster, proof_log
 from verify.__main__ import main
 from verify.kube import Cluster
 
@@ -44,14 +44,14 @@ def test_healthy_cluster_exits_0(healthy: dict[str, Any], kubeconfig: Path,
     assert seen == [(kubeconfig, 90, "kubectl")]
     out = capsys.readouterr().out
     assert out.startswith("CHECK ")
-    assert "20 checks: 20 PASS, 0 FAIL, 0 ERROR" in out
+    assert "22 checks: 22 PASS, 0 FAIL, 0 ERROR" in out
 
 
 def test_kubectl_failing_for_logs_exits_1(healthy: dict[str, Any], kubeconfig: Path,
                                          monkeypatch: pytest.MonkeyPatch,
                                          capsys: pytest.CaptureFixture[str]) -> None:
-    healthy["logs"]["sandbox-proof/sandbox-proof-gvisor-7xk2p"] = {
-        "error": "kubectl logs sandbox-proof-gvisor-7xk2p: Unable to connect to the server"}
+    healthy["logs"][proof_log(healthy, "gvisor")] = {
+        "error": "kubectl logs: Unable to connect to the server"}
     code, _ = run_main(healthy, kubeconfig, monkeypatch)
     assert code == 1
     line = next(ln for ln in capsys.readouterr().out.splitlines()

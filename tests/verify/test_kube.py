@@ -69,6 +69,13 @@ def test_dry_run_denial_is_an_answer(kubeconfig: Path) -> None:
     assert k.dry_run_create({}) == (False, FORBIDDEN)
 
 
+def test_reasonless_admission_error_is_an_answer(kubeconfig: Path) -> None:
+    # kube-apiserver 1.34's RuntimeClass plugin, for runtimeClassName "" (recorded for real)
+    empty = 'Error from server: error when creating "STDIN": resource name may not be empty'
+    k, _ = kubectl(kubeconfig, Completed(1, "", empty + "\n"))
+    assert k.dry_run_create({}) == (False, empty)
+
+
 @pytest.mark.parametrize("stderr", [
     "The connection to the server 10.17.0.10:6443 was refused - did you specify the right host?",
     'Error from server (Forbidden): pods is forbidden: User "x" cannot create resource "pods"',
