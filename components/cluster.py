@@ -89,8 +89,10 @@ class SandboxedCluster(pulumi.ComponentResource):
         }
 
         first, *other_control_planes = spec.control_plane_nodes
+        domains = self.hypervisor.domains
         self.control_plane = ControlPlane("control-plane", ControlPlaneArgs(
-            spec, first, connections[first.name], self.runtimes[first.name].ready, self.pki,
+            spec, first, connections[first.name], domains[first.name].id,
+            self.runtimes[first.name].ready, self.pki,
             [n.name for n in spec.nodes if n is not first]), opts=child)
 
         self.joins: dict[str, NodeJoin] = {}
@@ -101,18 +103,24 @@ class SandboxedCluster(pulumi.ComponentResource):
         for node in spec.worker_nodes:
             self._join(spec, node, connections, [])
 
+        # The provider needs only its kubeconfig (computed from the PKI, no cluster step): the
+        # engine always includes explicit providers in `--target`/`--exclude` runs, so an
+        # ordering dependency here would break them. The objects wait for the cluster instead.
         self.kubernetes_provider = k8s.Provider(
             "kubernetes",
             kubeconfig=self.pki.kubeconfig,
             enable_server_side_apply=True,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[previous]),
+            opts=pulumi.ResourceOptions(parent=self),
         )
         on_cluster = pulumi.ResourceOptions(parent=self, providers=[self.kubernetes_provider])
-        self.pod_network = PodNetwork("pod-network", PodNetworkArgs(spec), opts=on_cluster)
-        self.sandbox_classes = SandboxClasses("sandbox-classes", SandboxClassesArgs(spec),
+        cluster_ready = [previous]
+        self.pod_network = PodNetwork("pod-network", PodNetworkArgs(spec, cluster_ready),
+                                      opts=on_cluster)
+        self.sandbox_classes = SandboxClasses("sandbox-classes",
+                                              SandboxClassesArgs(spec, cluster_ready),
                                               opts=on_cluster)
         self.guardrails = TenantGuardrails("tenant-guardrails", TenantGuardrailsArgs(
-            spec, self.sandbox_classes.runtime_classes), opts=on_cluster)
+            spec, self.sandbox_classes.runtime_classes, cluster_ready), opts=on_cluster)
         pool_nodes_ready = {
             runtime: [self.pod_network.daemonset,
                       *(self.joins[n.name].join for n in spec.worker_nodes
@@ -120,7 +128,8 @@ class SandboxedCluster(pulumi.ComponentResource):
             for runtime in spec.enabled_sandboxes
         }
         self.samples = SampleWorkloads("samples", SampleWorkloadsArgs(
-            spec, self.sandbox_classes.runtime_classes, pool_nodes_ready), opts=on_cluster)
+            spec, self.sandbox_classes.runtime_classes, pool_nodes_ready, cluster_ready),
+            opts=on_cluster)
 
         self.kubeconfig = self.pki.kubeconfig
         self.register_outputs({
@@ -132,7 +141,7 @@ class SandboxedCluster(pulumi.ComponentResource):
               connections: dict[str, remote.ConnectionArgs],
               extra: list[pulumi.Resource]) -> NodeJoin:
         join = NodeJoin(f"{node.name}-join", NodeJoinArgs(
-            spec, node, connections[node.name], self.pki,
+            spec, node, connections[node.name], self.hypervisor.domains[node.name].id, self.pki,
             after=[*self.runtimes[node.name].ready, self.control_plane.bootstrap_token, *extra]),
             opts=pulumi.ResourceOptions(parent=self))
         self.joins[node.name] = join

@@ -7,6 +7,7 @@ checked against the Kubernetes schema; the images are pinned by the stack's cni 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,9 @@ CNI_CONFIG = {
 @dataclass(frozen=True)
 class PodNetworkArgs:
     spec: ClusterSpec
+    # The cluster steps the objects need (the control plane's init or last join); the
+    # Kubernetes provider itself depends on none of them, so targeted runs work.
+    after: Sequence[pulumi.Resource] = ()
 
 
 class PodNetwork(pulumi.ComponentResource):
@@ -36,7 +40,7 @@ class PodNetwork(pulumi.ComponentResource):
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("sandboxed-k8s:cni:PodNetwork", name, None, opts)
         spec = args.spec
-        child = pulumi.ResourceOptions(parent=self)
+        child = pulumi.ResourceOptions(parent=self, depends_on=list(args.after))
         meta = k8s.meta.v1.ObjectMetaArgs
         namespace = k8s.core.v1.Namespace("kube-flannel", metadata=meta(
             name=NAMESPACE,
@@ -146,14 +150,15 @@ class PodNetwork(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[config, binding]),
         )
-        self.network_policy = self._network_policy_enforcer(spec)
+        self.network_policy = self._network_policy_enforcer(spec, args.after)
         self.register_outputs({"image": flannel_image})
 
-    def _network_policy_enforcer(self, spec: ClusterSpec) -> k8s.apps.v1.DaemonSet:
+    def _network_policy_enforcer(self, spec: ClusterSpec,
+                                 after: Sequence[pulumi.Resource]) -> k8s.apps.v1.DaemonSet:
         """Flannel moves packets but ignores NetworkPolicy: kube-network-policies enforces it
         on every node (nfqueue on the host, so sandboxed pods are covered too)."""
         meta = k8s.meta.v1.ObjectMetaArgs
-        child = pulumi.ResourceOptions(parent=self)
+        child = pulumi.ResourceOptions(parent=self, depends_on=list(after))
         name = "kube-network-policies"
         account = k8s.core.v1.ServiceAccount(name, metadata=meta(
             name=name, namespace="kube-system"), opts=child)

@@ -63,6 +63,7 @@ class ControlPlaneArgs:
     spec: ClusterSpec
     node: NodeSpec
     connection: pulumi.Input[remote.ConnectionArgs]
+    machine_id: pulumi.Input[str]  # the node VM's id: a replaced VM runs init again
     node_ready: Sequence[pulumi.Resource]
     pki: ClusterPki
     joining_nodes: Sequence[str]
@@ -87,13 +88,13 @@ class ControlPlane(pulumi.ComponentResource):
             files["KUBE_VIP"] = kube_vip_manifest(spec, "/etc/kubernetes/admin.conf")
         self.init = script_step(f"{node.name}-kubeadm-init", "kubeadm-init.sh", args.connection,
                                 {}, files=files, parent=self, depends_on=args.node_ready,
-                                sensitive=True)
+                                machine_id=args.machine_id, sensitive=True)
         # Re-runs whenever the set of joining nodes changes, re-creating the short-lived
         # token for nodes added after it expired.
         self.bootstrap_token = script_step(
             f"{node.name}-bootstrap-token", "bootstrap-token.sh", args.connection,
             {"TOKEN_TTL": spec.kubernetes.token_ttl},
             files={"TOKEN": args.pki.join_token},
-            triggers=sorted(args.joining_nodes),
+            triggers=sorted(args.joining_nodes), machine_id=args.machine_id,
             parent=self, depends_on=[self.init], sensitive=True)
         self.register_outputs({"endpoint": spec.control_plane_endpoint})

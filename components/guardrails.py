@@ -3,7 +3,7 @@ restricted namespace with default-deny networking, quota, limits and a namespace
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -25,6 +25,9 @@ class TenantGuardrailsArgs:
     spec: ClusterSpec
     # The RuntimeClasses the policy names: it must not exist before they do.
     runtime_classes: Mapping[str, pulumi.Resource]
+    # The cluster steps the objects need (the control plane's init or last join); the
+    # Kubernetes provider itself depends on none of them, so targeted runs work.
+    after: Sequence[pulumi.Resource] = ()
 
 
 class TenantGuardrails(pulumi.ComponentResource):
@@ -35,8 +38,8 @@ class TenantGuardrails(pulumi.ComponentResource):
         super().__init__("sandboxed-k8s:guardrails:TenantGuardrails", name, None, opts)
         spec = args.spec
         classes = list(spec.enabled_sandboxes)
-        after_classes = pulumi.ResourceOptions(parent=self,
-                                               depends_on=list(args.runtime_classes.values()))
+        after_classes = pulumi.ResourceOptions(
+            parent=self, depends_on=[*args.runtime_classes.values(), *args.after])
         self.policies: list[k8s.admissionregistration.v1.ValidatingAdmissionPolicy] = []
         self.bindings: list[k8s.admissionregistration.v1.ValidatingAdmissionPolicyBinding] = []
         for policy_doc in render.tenant_policies(classes):

@@ -16,6 +16,29 @@ from components.spec import ClusterSpec, NodeSpec
 GIB = 1024**3
 
 
+def kernel_cmdline(cmdline: str) -> list[dict[str, str]]:
+    """Kernel arguments in the provider's `cmdlines` shape, as it reads them back from libvirt
+    (one map of every `key=value` in sorted order, a new map when a key repeats, then one map
+    `{"_": "flag flag"}` of the keyless ones), so a second `up` sees no difference."""
+    maps: list[dict[str, str]] = []
+    current: dict[str, str] = {}
+    flags: list[str] = []
+    for arg in sorted(cmdline.split()):
+        if "=" not in arg:
+            flags.append(arg)
+            continue
+        key, _, value = arg.partition("=")
+        if key in current:
+            maps.append(current)
+            current = {}
+        current[key] = value
+    if current:
+        maps.append(current)
+    if flags:
+        maps.append({"_": " ".join(flags)})
+    return maps
+
+
 @dataclass(frozen=True)
 class NodeBootDocuments:
     """cloud-init NoCloud documents for one node (user-data holds its private host key)."""
@@ -55,10 +78,12 @@ class Hypervisor(pulumi.ComponentResource):
                     mode="nat",
                     addresses=[str(spec.network.cidr)],
                     autostart=True,
-                    # Addresses are static (cloud-init network-config), known at plan time;
-                    # each NIC's fixed MAC also gets a DHCP reservation for the same address
-                    # (libvirt keeps reservations under <dhcp>, so DHCP stays on).
-                    dhcp=libvirt.NetworkDhcpArgs(enabled=True),
+                    # Addresses are static (cloud-init network-config), known at plan time:
+                    # no DHCP server hands out addresses that could collide with them.
+                    dhcp=libvirt.NetworkDhcpArgs(enabled=False),
+                    # dnsmasq serves the nodes' DNS; names in `domain` are answered locally,
+                    # never forwarded (libvirt ignores localOnly without a domain).
+                    domain=spec.network.domain,
                     dns=libvirt.NetworkDnsArgs(enabled=True, local_only=True),
                     opts=self._opts(provider, delete_before_replace=True),
                 )
@@ -116,30 +141,42 @@ class Hypervisor(pulumi.ComponentResource):
             network_config=boot.network_config,
             opts=self._opts(provider, delete_before_replace=True),
         )
+        # No `addresses`: the provider reads them back from DHCP leases or the guest agent only,
+        # so a static address would show as a change on every `up`. The address is in the
+        # node's network-config, matched by this fixed MAC.
         if spec.network.mode == "nat":
             nic = libvirt.DomainNetworkInterfaceArgs(
                 network_id=self.networks[pool.libvirt_uri].id, hostname=node.name, mac=node.mac,
-                addresses=[str(node.ip)], wait_for_lease=False)
+                wait_for_lease=False)
         else:
             nic = libvirt.DomainNetworkInterfaceArgs(
                 bridge=spec.network.bridge, hostname=node.name, mac=node.mac,
                 wait_for_lease=False)
         self.root_volumes[node.name] = root
+        direct = pool.boot
         self.cloudinit_disks[node.name] = cloudinit
         self.domains[node.name] = libvirt.Domain(
             node.name,
             name=prefix,
+            type=pool.domain_type,
             vcpu=pool.cpu,
             memory=pool.memory_mib,
-            # KVM inside the node needs the host CPU's virtualisation extensions.
-            cpu=(libvirt.DomainCpuArgs(mode="host-passthrough") if spec.needs_kvm(pool)
-                 else None),
+            # Never libvirt's default qemu64 model (no AES-NI and more); KVM inside the node
+            # needs host-passthrough, which the spec enforces for pools that run it.
+            cpu=libvirt.DomainCpuArgs(mode=pool.cpu_mode),
             cloudinit=cloudinit.id,
             disks=[libvirt.DomainDiskArgs(volume_id=root.id)],
             network_interfaces=[nic],
             consoles=[libvirt.DomainConsoleArgs(type="pty", target_port="0",
                                                 target_type="serial")],
-            qemu_agent=True,
+            # Nothing reads the guest agent: with it on, the provider asks the agent for
+            # addresses right after the VM starts, long before cloud-init could install it,
+            # and the create fails.
+            qemu_agent=False,
             autostart=True,
+            # Direct kernel boot (paths on the hypervisor host) for images without a bootloader.
+            kernel=direct.kernel if direct else None,
+            initrd=direct.initrd if direct else None,
+            cmdlines=kernel_cmdline(direct.cmdline) if direct and direct.cmdline else None,
             opts=self._opts(provider, delete_before_replace=True),
         )

@@ -20,6 +20,7 @@ class NodeJoinArgs:
     spec: ClusterSpec
     node: NodeSpec
     connection: pulumi.Input[remote.ConnectionArgs]
+    machine_id: pulumi.Input[str]  # the node VM's id: a replaced VM joins again
     pki: ClusterPki
     # The node's own runtime install and the control plane's token (and, for HA control
     # planes, the previous control-plane join: etcd members are added one at a time).
@@ -44,5 +45,5 @@ class NodeJoin(pulumi.ComponentResource):
                 files["KUBE_VIP"] = kube_vip_manifest(spec, "/etc/kubernetes/admin.conf")
         self.join = script_step(f"{node.name}-kubeadm-join", "kubeadm-join.sh", args.connection,
                                 params, files=files, parent=self, depends_on=args.after,
-                                sensitive=True)
+                                machine_id=args.machine_id, sensitive=True)
         self.register_outputs({})

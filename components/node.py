@@ -27,7 +27,9 @@ class NodeRuntimeArgs:
     spec: ClusterSpec
     node: NodeSpec
     connection: pulumi.Input[remote.ConnectionArgs]
-    domain: pulumi.Resource
+    # The node's VM. Every step carries its id among its inputs (not only as an ordering
+    # dependency): a replaced VM changes the id, and that re-runs the whole chain on it.
+    domain: pulumi.CustomResource
 
 
 def artifact_params(prefix: str, artifact_version: str, checksum: str,
@@ -56,7 +58,7 @@ class NodeRuntime(pulumi.ComponentResource):
                  after: list[pulumi.Resource], files: dict[str, str] | None = None
                  ) -> remote.Command:
             return script_step(f"{n}-{suffix}", script, conn, params, parent=self,
-                               depends_on=after, files=files)
+                               depends_on=after, files=files, machine_id=args.domain.id)
 
         self.wait = step("wait-cloud-init", "wait-cloud-init.sh", {}, [args.domain])
         self.preflight = step("preflight", "preflight.sh", {

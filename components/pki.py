@@ -8,6 +8,8 @@ re-run never rotates the CA.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from dataclasses import dataclass
 
 import pulumi
@@ -20,6 +22,11 @@ CA_VALIDITY_HOURS = 10 * 365 * 24
 CLIENT_VALIDITY_HOURS = 365 * 24
 # kubeadm (>= 1.29) binds this group to cluster-admin at init; system:masters stays unused.
 ADMIN_GROUP = "kubeadm:cluster-admins"
+
+
+def encryption_key_from(material: str) -> str:
+    """A 32-byte aescbc key (base64) from random text: its SHA-256."""
+    return base64.b64encode(hashlib.sha256(material.encode()).digest()).decode()
 
 
 @dataclass(frozen=True)
@@ -78,17 +85,22 @@ class ClusterPki(pulumi.ComponentResource):
         )
 
         # Bootstrap token "[a-z0-9]{6}.[a-z0-9]{16}"; its lifetime is short (tokenTtl) and it
-        # is re-created on the control plane when new nodes join.
-        token_id = random.RandomString("join-token-id", length=6, upper=False, special=False,
-                                       opts=child)
-        token_secret = random.RandomString("join-token-secret", length=16, upper=False,
-                                           special=False, opts=child)
+        # is re-created on the control plane when new nodes join. RandomPassword, not
+        # RandomString or RandomBytes: those keep their value as their resource id, which the
+        # state stores in plain text.
+        token_id = random.RandomPassword("join-token-id", length=6, upper=False, special=False,
+                                         opts=child)
+        token_secret = random.RandomPassword("join-token-secret", length=16, upper=False,
+                                             special=False, opts=child)
         self.join_token: pulumi.Output[str] = pulumi.Output.secret(
             pulumi.Output.concat(token_id.result, ".", token_secret.result))
 
-        # Secrets at rest in etcd: an aescbc key (32 random bytes, base64).
-        encryption_key = random.RandomBytes("secrets-encryption-key", length=32, opts=child)
-        self.encryption_key: pulumi.Output[str] = pulumi.Output.secret(encryption_key.base64)
+        # Secrets at rest in etcd: an aescbc key (32 bytes, base64) derived from 64 random
+        # alphanumerics (about 380 bits).
+        key_material = random.RandomPassword("secrets-encryption-key", length=64, special=False,
+                                             opts=child)
+        self.encryption_key: pulumi.Output[str] = pulumi.Output.secret(
+            key_material.result.apply(encryption_key_from))
 
         self.ca_cert_hash: pulumi.Output[str] = self.ca.key.public_key_pem.apply(ca_cert_hash)
         self.kubeconfig: pulumi.Output[str] = pulumi.Output.secret(pulumi.Output.all(

@@ -35,14 +35,17 @@ def script_step(
     parent: pulumi.Resource,
     depends_on: Sequence[pulumi.Resource] = (),
     files: Mapping[str, pulumi.Input[str]] | None = None,
-    triggers: Sequence[pulumi.Input[str]] | None = None,
+    triggers: Sequence[pulumi.Input[str]] = (),
+    machine_id: pulumi.Input[str],
     sensitive: bool = False,
 ) -> remote.Command:
     """A remote.Command running `script` with `params` (and `files` as base64 `<NAME>_B64`).
 
     The command string is the same for every step; the script and its parameters are on
     stdin, so a change to either re-runs the step and no value ever appears in the command.
-    `sensitive` steps may print secrets (kubeadm does): no logs, stdout/stderr kept secret.
+    `machine_id` (the node VM's id) is the first trigger: a replaced VM replaces the step, so
+    it runs again on the new machine. `sensitive` steps may print secrets (kubeadm does): no
+    logs, stdout/stderr kept secret.
     """
     names = list(params)
     file_names = list(files or {})
@@ -60,7 +63,7 @@ def script_step(
         connection=connection,
         create=REMOTE_RUNNER,
         stdin=stdin,
-        triggers=list(triggers) if triggers is not None else None,
+        triggers=[machine_id, *triggers],
         logging=remote.Logging.NONE if sensitive else remote.Logging.STDOUT_AND_STDERR,
         add_previous_output_in_env=False,
         opts=pulumi.ResourceOptions(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -26,6 +27,9 @@ def overhead(spec: ClusterSpec, runtime: str) -> dict[str, str]:
 @dataclass(frozen=True)
 class SandboxClassesArgs:
     spec: ClusterSpec
+    # The cluster steps the objects need (the control plane's init or last join); the
+    # Kubernetes provider itself depends on none of them, so targeted runs work.
+    after: Sequence[pulumi.Resource] = ()
 
 
 class SandboxClasses(pulumi.ComponentResource):
@@ -50,6 +54,7 @@ class SandboxClasses(pulumi.ComponentResource):
                 ),
                 # The handler is immutable upstream: a change must replace the object.
                 opts=pulumi.ResourceOptions(parent=self, replace_on_changes=["handler"],
-                                            delete_before_replace=True),
+                                            delete_before_replace=True,
+                                            depends_on=list(args.after)),
             )
         self.register_outputs({"classes": list(self.runtime_classes)})

@@ -36,6 +36,16 @@ RUNSC_FLAG_ALLOWLIST = ("debug", "debug-log", "strace", "overlay2", "directfs", 
                         "watchdog-action")
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 NETWORK_MODES = ("nat", "bridge")
+# libvirt domain types: `kvm` needs /dev/kvm on the hypervisor host; `qemu` is software
+# emulation (hosts without KVM, nested setups without nested virtualisation), much slower.
+DOMAIN_TYPES = ("kvm", "qemu")
+# CPU modes offered to pools. Without one, libvirt gives the guest `qemu64`, which lacks
+# features such as AES-NI. `host-passthrough` exposes the host CPU (KVM only, and the only mode
+# that carries the virtualisation extensions nested KVM needs); `host-model` a migratable copy
+# of it (KVM only); `maximum` everything the hypervisor can offer (the sensible choice under
+# qemu emulation).
+CPU_MODES = ("host-passthrough", "host-model", "maximum")
+DEFAULT_CPU_MODE = {"kvm": "host-passthrough", "qemu": "maximum"}
 ROLES = ("control-plane", "worker")
 KUBEADM_MIN_MEMORY_MIB = 1700
 KUBEADM_MIN_CPUS_CONTROL_PLANE = 2
@@ -114,6 +124,7 @@ class NetworkSpec:
     name: str
     mode: str
     cidr: ipaddress.IPv4Network
+    domain: str  # DNS domain the NAT network's dnsmasq answers for itself (localOnly)
     bridge: str | None
     gateway: ipaddress.IPv4Address
     dns: tuple[ipaddress.IPv4Address, ...]
@@ -142,6 +153,16 @@ class Taint:
 
 
 @dataclass(frozen=True)
+class DirectBoot:
+    """Direct kernel boot: libvirt starts the kernel itself (paths on the hypervisor host), for
+    base images without a bootloader."""
+
+    kernel: str
+    initrd: str | None
+    cmdline: str
+
+
+@dataclass(frozen=True)
 class PoolSpec:
     name: str
     role: str
@@ -155,6 +176,9 @@ class PoolSpec:
     libvirt_uri: str
     node_names: tuple[str, ...]
     base_image: str
+    domain_type: str = "kvm"
+    cpu_mode: str = "host-passthrough"
+    boot: DirectBoot | None = None
 
     @property
     def is_control_plane(self) -> bool:
@@ -264,8 +288,9 @@ DEFAULT_BASE_IMAGE = (
 DEFAULTS: dict[str, Any] = {
     "adminUser": "k8sadmin",
     "libvirt": {"uri": DEFAULT_LIBVIRT_URI, "storagePool": "default",
-                "baseImage": DEFAULT_BASE_IMAGE},
-    "network": {"name": "sandboxed-k8s", "mode": "nat", "cidr": "10.17.0.0/24",
+                "baseImage": DEFAULT_BASE_IMAGE, "domainType": "kvm", "cpuMode": None,
+                "boot": None},
+    "network": {"name": "sandboxed-k8s", "mode": "nat", "cidr": "10.17.0.0/24", "domain": None,
                 "bridge": None, "gateway": None, "dns": None, "controlPlaneVip": None,
                 "firstNodeHost": 10},
     "kubernetes": {
@@ -319,7 +344,9 @@ DEFAULTS: dict[str, Any] = {
 POOL_DEFAULTS: dict[str, Any] = {
     "role": "worker", "count": 1, "cpu": 2, "memoryMiB": 4096, "diskGiB": 20, "runtimes": [],
     "labels": {}, "taints": [], "libvirtUri": None, "names": None, "baseImage": None,
+    "domainType": None, "cpuMode": None, "boot": None,
 }
+BOOT_DEFAULTS: dict[str, Any] = {"kernel": None, "initrd": None, "cmdline": ""}
 TAINT_KEYS = ("key", "value", "effect")
 TENANT_DEFAULTS: dict[str, Any] = {
     "name": None,
@@ -349,6 +376,9 @@ _QUANTITY = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|k|M|G)?$")
 _HEX = {"sha256": re.compile(r"^[0-9a-f]{64}$"), "sha512": re.compile(r"^[0-9a-f]{128}$")}
 _TTL = re.compile(r"^\d+[smh]$")
 _URL = re.compile(r"^(https?|file)://\S+$")
+_ABSOLUTE_PATH = re.compile(r"^/\S*$")
+_DNS_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
+                       r"(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$")
 _LIBVIRT_URI = re.compile(r"^qemu(\+[a-z]+)?://[^\s]*/(system|session)(\?\S*)?$")
 
 
@@ -460,7 +490,8 @@ def node_mac(stack: str, node_name: str) -> str:
     return "52:54:00:" + ":".join(f"{b:02x}" for b in digest[:3])
 
 
-def _pools(c: _Collector, raw: Any, libvirt: Mapping[str, Any]) -> list[PoolSpec]:
+def _pools(c: _Collector, raw: Any, libvirt: Mapping[str, Any],
+           machine: _MachineDefaults) -> list[PoolSpec]:
     if not isinstance(raw, list) or not raw:
         c.error("pools", "must be a non-empty list of pool objects")
         return []
@@ -534,6 +565,7 @@ def _pools(c: _Collector, raw: Any, libvirt: Mapping[str, Any]) -> list[PoolSpec
                        "a libvirt URI such as qemu:///system or qemu+ssh://user@host/system")
         base_image = p["baseImage"] if p["baseImage"] is not None else libvirt["baseImage"]
         base_image = c.string(base_image, f"{path}.baseImage", None, "an image URL or path")
+        domain_type, cpu_mode, boot = _machine(c, p, machine, path)
         names: tuple[str, ...]
         if p["names"] is None:
             names = tuple(f"{name}-{n + 1}" for n in range(count if isinstance(count, int) else 0))
@@ -544,8 +576,55 @@ def _pools(c: _Collector, raw: Any, libvirt: Mapping[str, Any]) -> list[PoolSpec
             names = tuple(c.string(n, f"{path}.names[{j}]", _DNS_LABEL, "a DNS label")
                           for j, n in enumerate(p["names"]))
         pools.append(PoolSpec(name, role, count, cpu, memory, disk, tuple(runtimes), labels,
-                              tuple(taints), uri, names, base_image))
+                              tuple(taints), uri, names, base_image, domain_type, cpu_mode,
+                              boot))
     return pools
+
+
+@dataclass(frozen=True)
+class _MachineDefaults:
+    """libvirt's pool-wide defaults, validated once."""
+
+    domain_type: str
+    cpu_mode: str | None
+    boot: DirectBoot | None
+
+
+def _machine(c: _Collector, p: Mapping[str, Any], defaults: _MachineDefaults,
+             path: str) -> tuple[str, str, DirectBoot | None]:
+    """The pool's domain type, CPU mode and direct boot: its own keys, else libvirt's."""
+    domain_type = (c.choice(p["domainType"], f"{path}.domainType", DOMAIN_TYPES)
+                   if p["domainType"] is not None else defaults.domain_type)
+    if p["cpuMode"] is not None:
+        cpu_mode, mode_path = c.choice(p["cpuMode"], f"{path}.cpuMode", CPU_MODES), \
+            f"{path}.cpuMode"
+    elif defaults.cpu_mode is not None:
+        cpu_mode, mode_path = defaults.cpu_mode, "libvirt.cpuMode"
+    else:
+        cpu_mode, mode_path = DEFAULT_CPU_MODE[domain_type], ""
+    if domain_type == "qemu" and cpu_mode in ("host-passthrough", "host-model"):
+        c.error(mode_path, f"{cpu_mode} needs KVM; pool {p['name']!r} has domainType qemu: "
+                           "use maximum")
+    boot = _boot(c, p["boot"], f"{path}.boot") if p["boot"] is not None else defaults.boot
+    return domain_type, cpu_mode, boot
+
+
+def _boot(c: _Collector, raw: Any, path: str) -> DirectBoot | None:
+    if raw is None:
+        return None
+    b = c.section(raw, path, BOOT_DEFAULTS)
+    kernel = c.string(b["kernel"], f"{path}.kernel", _ABSOLUTE_PATH,
+                      "an absolute path on the hypervisor host")
+    initrd = None
+    if b["initrd"] is not None:
+        initrd = c.string(b["initrd"], f"{path}.initrd", _ABSOLUTE_PATH,
+                          "an absolute path on the hypervisor host")
+    cmdline = b["cmdline"]
+    if not isinstance(cmdline, str):
+        c.error(f"{path}.cmdline", "must be a string of kernel arguments, e.g. "
+                                   "'root=/dev/vda rw console=ttyS0'")
+        cmdline = ""
+    return DirectBoot(kernel, initrd, " ".join(cmdline.split()))
 
 
 def _tenants(c: _Collector, raw: Any) -> list[TenantSpec]:
@@ -615,6 +694,9 @@ def load(raw: Mapping[str, Any], stack: str) -> ClusterSpec:
         dns = [a for j, d in enumerate(net["dns"]) if (a := c.address(d, f"network.dns[{j}]"))]
     first_host = c.integer(net["firstNodeHost"], "network.firstNodeHost", 2, 65000)
     network_name = c.string(net["name"], "network.name", _DNS_LABEL, "a DNS label")
+    dns_domain = net["domain"] if net["domain"] is not None else f"{stack}-{network_name}.internal"
+    dns_domain = c.string(dns_domain, "network.domain", _DNS_NAME,
+                          "a DNS name such as k8s.internal")
 
     k8s = c.section(top["kubernetes"], "kubernetes", DEFAULTS["kubernetes"])
     k8s_version = c.string(k8s["version"], "kubernetes.version", _VERSION,
@@ -698,7 +780,13 @@ def load(raw: Mapping[str, Any], stack: str) -> ClusterSpec:
         overhead_memory=c.quantity(g_over["memory"], "gvisor.overhead.memory"),
     )
 
-    pools = _pools(c, top["pools"], libvirt)
+    machine = _MachineDefaults(
+        c.choice(libvirt["domainType"], "libvirt.domainType", DOMAIN_TYPES),
+        (c.choice(libvirt["cpuMode"], "libvirt.cpuMode", CPU_MODES)
+         if libvirt["cpuMode"] is not None else None),
+        _boot(c, libvirt["boot"], "libvirt.boot"),
+    )
+    pools = _pools(c, top["pools"], libvirt, machine)
     k = c.section(top["kata"], "kata", DEFAULTS["kata"])
     k_over = c.section(k["overhead"], "kata.overhead", DEFAULTS["kata"]["overhead"])
     kata_used = any("kata" in p.runtimes for p in pools)
@@ -710,6 +798,16 @@ def load(raw: Mapping[str, Any], stack: str) -> ClusterSpec:
     kube_vip_version = c.string(kube_vip_raw["version"], "kubeVip.version", _IMAGE_TAG,
                                 "a tag like v0.9.2")
 
+    for p in pools:
+        needs = ("kata" in p.runtimes or ("gvisor" in p.runtimes and gvisor.platform == "kvm"))
+        if needs and p.domain_type != "kvm":
+            c.error(f"pools[{p.name}].domainType", "Kata (and gVisor's kvm platform) need KVM "
+                                                   "inside the node: use domainType kvm on a "
+                                                   "host with nested virtualisation")
+        elif needs and p.cpu_mode != "host-passthrough":
+            c.error(f"pools[{p.name}].cpuMode", "Kata (and gVisor's kvm platform) need the "
+                                                "host's virtualisation extensions: use "
+                                                "host-passthrough")
     if runsc_on_16 and any("gvisor" in p.runtimes for p in pools):
         c.error("containerd.version", "gVisor's containerd shim needs containerd 1.7 or newer "
                                       "(1.6 cannot read its task API replies)")
@@ -777,8 +875,8 @@ def load(raw: Mapping[str, Any], stack: str) -> ClusterSpec:
         stack=stack,
         admin_user=admin_user,
         storage_pool=storage_pool,
-        network=NetworkSpec(network_name, mode, cidr, net["bridge"], gateway, tuple(dns), vip,
-                            first_host),
+        network=NetworkSpec(network_name, mode, cidr, dns_domain, net["bridge"], gateway,
+                            tuple(dns), vip, first_host),
         kubernetes=KubernetesSpec(k8s_version, pod_cidr, service_cidr, cluster_name,
                                   k8s_artifacts["kubeadm"], k8s_artifacts["kubelet"],
                                   k8s_artifacts["kubectl"], token_ttl),

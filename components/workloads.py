@@ -26,6 +26,9 @@ class SampleWorkloadsArgs:
     # Per sandbox runtime: what must exist on the nodes its class selects (their joins, which
     # follow their runtime installs).
     pool_nodes_ready: Mapping[str, Sequence[pulumi.Resource]]
+    # The cluster steps the objects need (the control plane's init or last join); the
+    # Kubernetes provider itself depends on none of them, so targeted runs work.
+    after: Sequence[pulumi.Resource] = ()
 
 
 class SampleWorkloads(pulumi.ComponentResource):
@@ -51,14 +54,14 @@ class SampleWorkloads(pulumi.ComponentResource):
                 ),
                 opts=pulumi.ResourceOptions(
                     parent=self,
-                    depends_on=[args.runtime_classes[runtime],
+                    depends_on=[args.runtime_classes[runtime], *args.after,
                                 *args.pool_nodes_ready.get(runtime, ())]),
             )
         # Proof Jobs: their logs show the kernel the pod really ran on (`verify` reads them).
         self.proof_namespace = k8s.core.v1.Namespace(PROOF_NAMESPACE, metadata={
             "name": PROOF_NAMESPACE,
             "labels": {"pod-security.kubernetes.io/enforce": "baseline"},
-        }, opts=pulumi.ResourceOptions(parent=self))
+        }, opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.after)))
         self.proof_jobs: dict[str, k8s.batch.v1.Job] = {}
         for runtime in args.spec.enabled_sandboxes:
             job = proof_job(runtime)

@@ -83,6 +83,21 @@ BAD_CONFIGS = [
     (("tenants", [{"name": "a", "allowNodeServices": "yes"}]), "tenants[a].allowNodeServices",
      "true or false"),
     (("tenants", {"name": "a"}), "tenants", "must be a list"),
+    (("libvirt.domainType", "xen"), "libvirt.domainType", "choose one of"),
+    (("pools.2.domainType", "lxc"), "pools[plain].domainType", "choose one of"),
+    (("pools.2.cpuMode", "qemu64"), "pools[plain].cpuMode", "choose one of"),
+    (("libvirt.cpuMode", "custom"), "libvirt.cpuMode", "choose one of"),
+    (("pools.2", {"name": "plain", "domainType": "qemu", "cpuMode": "host-passthrough"}),
+     "pools[plain].cpuMode", "needs KVM"),
+    (("pools.2", {"name": "plain", "runtimes": ["kata"], "domainType": "qemu"}),
+     "pools[plain].domainType", "need KVM"),
+    (("libvirt.boot", {"kernel": "vmlinuz"}), "libvirt.boot.kernel", "absolute path"),
+    (("libvirt.boot", {"initrd": "/boot/initrd.img"}), "libvirt.boot.kernel", "non-empty"),
+    (("pools.2.boot", {"kernel": "/k", "cmdline": ["root=/dev/vda"]}),
+     "pools[plain].boot.cmdline", "string of kernel arguments"),
+    (("pools.2.boot", {"kernel": "/k", "append": "x"}), "pools[plain].boot.append",
+     "unknown key"),
+    (("network.domain", "Not A Domain"), "network.domain", "malformed"),
 ]
 
 
@@ -186,6 +201,53 @@ def test_node_addresses_skip_gateway_and_stop_at_the_end_of_the_range() -> None:
     with pytest.raises(ConfigError) as error:
         load(config, "dev")  # hosts .1-.6 only; nodes start at .10
     assert any(p.startswith("network.cidr:") and "no room" in p for p in error.value.problems)
+
+
+def test_domain_type_and_cpu_mode_defaults() -> None:
+    spec = load(dev_config(), "dev")
+    assert {(p.domain_type, p.cpu_mode) for p in spec.pools} == {("kvm", "host-passthrough")}
+    config = dev_config()
+    config["libvirt"]["domainType"] = "qemu"
+    config["pools"][2]["domainType"] = "kvm"
+    pools = {p.name: p for p in load(config, "dev").pools}
+    # Under emulation the guest gets everything qemu can offer, never bare qemu64.
+    assert (pools["gvisor"].domain_type, pools["gvisor"].cpu_mode) == ("qemu", "maximum")
+    assert (pools["plain"].domain_type, pools["plain"].cpu_mode) == ("kvm", "host-passthrough")
+    config["pools"][2]["cpuMode"] = "host-model"
+    assert next(p for p in load(config, "dev").pools if p.name == "plain").cpu_mode == \
+        "host-model"
+
+
+@pytest.mark.parametrize("pool_change", [{"domainType": "qemu"}, {"cpuMode": "host-model"}])
+def test_kvm_in_the_node_needs_kvm_and_the_host_cpu(pool_change: dict[str, str]) -> None:
+    config = with_change("pools.1.runtimes", ["gvisor"])
+    config["gvisor"]["platform"] = "kvm"
+    config["pools"][1].update(pool_change)
+    with pytest.raises(ConfigError) as error:
+        load(config, "dev")
+    key = "domainType" if "domainType" in pool_change else "cpuMode"
+    assert any(p.startswith(f"pools[gvisor].{key}:") for p in error.value.problems), \
+        error.value.problems
+
+
+def test_direct_boot_is_inherited_and_overridden_per_pool() -> None:
+    config = dev_config()
+    config["libvirt"]["boot"] = {"kernel": "/srv/k/vmlinuz", "initrd": "/srv/k/initrd.img",
+                                 "cmdline": "root=/dev/vda  rw console=ttyS0"}
+    config["pools"][2]["boot"] = {"kernel": "/srv/other/vmlinuz"}
+    pools = {p.name: p for p in load(config, "dev").pools}
+    boot = pools["gvisor"].boot
+    assert boot is not None
+    assert (boot.kernel, boot.initrd, boot.cmdline) == (
+        "/srv/k/vmlinuz", "/srv/k/initrd.img", "root=/dev/vda rw console=ttyS0")
+    assert pools["plain"].boot is not None and pools["plain"].boot.initrd is None
+    assert load(dev_config(), "dev").pools[0].boot is None
+
+
+def test_network_domain_defaults_per_stack() -> None:
+    assert load(dev_config(), "dev").network.domain == "dev-sandboxed-k8s.internal"
+    assert load(with_change("network.domain", "k8s.example"), "dev").network.domain == \
+        "k8s.example"
 
 
 @pytest.mark.parametrize(("platform", "gvisor_pool_needs_kvm"), [("systrap", False),

@@ -46,6 +46,9 @@ PACKAGES=(
   # what kubeadm's preflight and the node scripts expect; the scripts still install these
   # themselves (idempotently) because real cloud images may lack them
   gnupg iptables conntrack socat ethtool
+  # the rest of what the node's user-data installs when missing (components/render/
+  # cloudinit.py PACKAGES): with all of it here a node needs no package repository
+  bzip2 xz-utils
 )
 # Run inside mmdebstrap as: sh -c "$CUSTOMIZE_HOOK" exec ROOTFS
 # shellcheck disable=SC2016  # expanded by the hook's shell, not here

@@ -22,6 +22,17 @@ PACKAGES = ("qemu-guest-agent", "curl", "ca-certificates", "tar", "bzip2", "xz-u
 
 
 RUNCMD = "\n".join([
+    # Only what the image lacks comes from the distribution's repositories: an image that has
+    # every package (an air-gapped node) needs no repository at all.
+    "missing=''",
+    f"for p in {' '.join(PACKAGES)}; do",
+    "  dpkg-query -W -f='${Status}' \"$p\" 2>/dev/null | grep -q 'ok installed' ||"
+    " missing=\"$missing $p\"",
+    "done",
+    'if [ -n "$missing" ]; then',
+    "  apt-get update -q",
+    "  DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing",
+    "fi",
     f"modprobe -a {' '.join(KERNEL_MODULES)}",
     "sysctl --system",
     "swapoff -a",
@@ -94,8 +105,6 @@ def render_user_data(node: NodeCloudInit) -> str:
             "ed25519_private": _Literal(private_key),
             "ed25519_public": node.host_key_ed25519_public.strip(),
         },
-        "package_update": True,
-        "packages": list(PACKAGES),
         "write_files": [
             {"path": "/etc/modules-load.d/kubernetes.conf", "permissions": "0644",
              "content": _Literal(modules)},

@@ -57,7 +57,8 @@ def fake_state(typ: str, name: str, inputs: Mapping[str, Any]) -> dict[str, Any]
         return {"certPem": _pem("CERTIFICATE", "cert/" + name)}
     if typ == "tls:index/certRequest:CertRequest":
         return {"certRequestPem": _pem("CERTIFICATE REQUEST", "csr/" + name)}
-    if typ == "random:index/randomString:RandomString":
+    if typ in ("random:index/randomString:RandomString",
+               "random:index/randomPassword:RandomPassword"):
         alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
         digest = _fake_bytes("random/" + name, 64)
         length = int(inputs.get("length", 16))
@@ -91,6 +92,9 @@ class Registration:
     custom: bool
     parent: str
     dependencies: list[str]
+    # Input property -> the resources whose outputs flow into it (what makes the engine
+    # re-evaluate the property when one of them is replaced).
+    property_dependencies: dict[str, list[str]]
     provider: str
     raw_inputs: dict[str, Any]
     additional_secret_outputs: list[str]
@@ -178,7 +182,10 @@ class RecordingMonitor(MockMonitor):
             self.graph.resources.append(Registration(
                 urn=response.urn, type=request.type, name=request.name,
                 custom=bool(request.custom), parent=request.parent,
-                dependencies=list(request.dependencies), provider=request.provider,
+                dependencies=list(request.dependencies),
+                property_dependencies={k: list(v.urns)
+                                       for k, v in request.propertyDependencies.items()},
+                provider=request.provider,
                 raw_inputs=json_format.MessageToDict(request.object),
                 additional_secret_outputs=list(request.additionalSecretOutputs)))
         return response

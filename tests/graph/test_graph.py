@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from components.hypervisor import kernel_cmdline
 from components.spec import (
     POOL_LABEL,
     SANDBOX_HANDLERS,
@@ -29,6 +30,7 @@ K8S_PROVIDER = "pulumi:providers:kubernetes"
 JOB = "kubernetes:batch/v1:Job"
 NAMESPACE = "kubernetes:core/v1:Namespace"
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+NETWORK = "libvirt:index/network:Network"
 
 EXPECTED_COUNTS = {
     "dev": {"libvirt:index/network:Network": 1, "libvirt:index/volume:Volume": 4,
@@ -92,11 +94,50 @@ def test_one_domain_per_node_with_pool_sizing(graph: Graph, stack: str) -> None:
     for name, inputs in domains.items():
         assert inputs["name"] == f"{stack}-{name}"
         assert inputs["vcpu"] >= 2 and inputs["memory"] >= 1700
-        passthrough = inputs.get("cpu", {}).get("mode") == "host-passthrough"
-        assert passthrough == (NODES[stack][name] == "kata"), name
+        # The stacks leave the domain type at its default: KVM with the host CPU passed
+        # through (never libvirt's qemu64 model).
+        assert inputs["type"] == "kvm"
+        assert inputs["cpu"] == {"mode": "host-passthrough"}
         nic = inputs["networkInterfaces"][0]
         assert re.fullmatch(r"52:54:00(:[0-9a-f]{2}){3}", nic["mac"])
-        assert nic["addresses"] and nic["waitForLease"] is False
+        assert nic["waitForLease"] is False
+        assert "kernel" not in inputs  # the stacks' images boot with their own bootloader
+
+
+def test_domains_need_no_guest_agent(graph: Graph) -> None:
+    # With the agent on, the provider asks it for addresses right after the VM starts and
+    # the create fails: nothing installs the agent before cloud-init runs.
+    for domain in graph.of_type(DOMAIN):
+        assert domain.inputs.get("qemuAgent") is False, domain.name
+
+
+def test_no_domain_input_is_read_back_differently(graph: Graph) -> None:
+    # The provider reads NIC addresses back from DHCP leases or the guest agent only; a
+    # static address given as an input comes back empty and shows as a change on every `up`.
+    # Addresses live in cloud-init's network-config, and no DHCP server hands any out.
+    for domain in graph.of_type(DOMAIN):
+        for nic in domain.inputs["networkInterfaces"]:
+            assert "addresses" not in nic, domain.name
+    for network in graph.of_type(NETWORK):
+        assert network.inputs["dhcp"] == {"enabled": False}
+
+
+def test_nat_network_answers_its_own_domain_locally(graph: Graph, stack: str) -> None:
+    # libvirt ignores localOnly unless the network has a DNS domain.
+    network = graph.named("network-0", NETWORK).inputs
+    assert network["dns"] == {"enabled": True, "localOnly": True}
+    assert re.fullmatch(r"[a-z0-9.-]+", network["domain"])
+    assert network["domain"] == f"{stack}-{network['name'].removeprefix(stack + '-')}.internal"
+
+
+def test_every_node_step_carries_its_domain_id(graph: Graph, stack: str) -> None:
+    # Ordering alone (dependsOn) does not re-run a step when its VM is replaced; an input
+    # that holds the Domain's id does: the engine replaces the step with the new id.
+    domains = {d.name: d.urn for d in graph.of_type(DOMAIN)}
+    for step in graph.of_type(COMMAND):
+        node = next(n for n in domains if step.name.startswith(f"{n}-"))
+        assert step.property_dependencies.get("triggers") == [domains[node]], step.name
+        assert step.inputs["triggers"][0] == f"{node}-id"  # the mock's id for that Domain
 
 
 def test_sample_pod_runs_in_its_class(graph: Graph, stack: str) -> None:
@@ -238,8 +279,23 @@ def test_kubernetes_resources_use_the_explicit_provider(graph: Graph) -> None:
     assert k8s
     for r in k8s:
         assert r.provider.startswith(provider.urn + "::"), r.name
-    assert graph.depends_on(provider, next(r for r in graph.of_type(COMMAND)
-                                           if r.name.endswith("-kubeadm-init")))
+
+
+def test_kubernetes_objects_wait_for_the_cluster_not_the_provider(graph: Graph,
+                                                                   stack: str) -> None:
+    # The engine includes explicit providers in every `--target`/`--exclude` run: a provider
+    # that depends on a cluster step makes such runs fail on a fresh stack. It needs only its
+    # kubeconfig; each object waits for the control plane's steps itself.
+    provider = graph.of_type(K8S_PROVIDER)[0]
+    assert not [u for u in graph.ancestors(provider.urn)
+                if graph.by_urn()[u].type == COMMAND]
+    planes = [n for n, p in NODES[stack].items() if p == "control-plane"]
+    last = (command(graph, f"{planes[-1]}-kubeadm-join") if len(planes) > 1
+            else command(graph, f"{planes[0]}-kubeadm-init"))
+    objects = [r for r in graph.resources if r.type.startswith("kubernetes:") and r.custom]
+    assert objects
+    for r in objects:
+        assert graph.depends_on(r, last), r.name
 
 
 def test_libvirt_resources_use_an_explicit_provider(graph: Graph) -> None:
@@ -301,13 +357,29 @@ def test_join_discovery_is_pinned_to_the_ca(graph: Graph, stack: str) -> None:
                             join["discovery"]["bootstrapToken"]["token"])
 
 
-def test_static_address_matches_the_reservation(graph: Graph) -> None:
+def test_static_address_is_in_the_network_config(graph: Graph) -> None:
     disks = {d.name.removesuffix("-cloudinit"): d.inputs
              for d in graph.of_type("libvirt:index/cloudInitDisk:CloudInitDisk")}
+    addresses = graph.stack_outputs["nodes"][0]
     for domain in graph.of_type(DOMAIN):
         nic = domain.inputs["networkInterfaces"][0]
         eth0 = yaml.safe_load(disks[domain.name]["networkConfig"])["ethernets"]["eth0"]
         assert eth0["match"]["macaddress"] == nic["mac"]
-        assert eth0["addresses"][0].split("/")[0] == nic["addresses"][0]
+        assert eth0["addresses"][0].split("/")[0] == addresses[domain.name]
         user_data = yaml.safe_load(disks[domain.name]["userData"])
         assert user_data["hostname"] == domain.name
+
+
+@pytest.mark.parametrize(("cmdline", "maps"), [
+    ("root=/dev/vda rw console=ttyS0 net.ifnames=0",
+     [{"console": "ttyS0", "net.ifnames": "0", "root": "/dev/vda"}, {"_": "rw"}]),
+    ("quiet console=tty0 console=ttyS0 ro",
+     [{"console": "tty0"}, {"console": "ttyS0"}, {"_": "quiet ro"}]),
+    ("root=/dev/vda", [{"root": "/dev/vda"}]),
+])
+def test_kernel_cmdline_in_the_shape_the_provider_reads_back(cmdline: str,
+                                                             maps: list[dict[str, str]]) -> None:
+    # terraform-provider-libvirt 0.8.1 writes the arguments sorted and reads them back as one
+    # map of key=value pairs (a new map when a key repeats) plus one map of the keyless ones
+    # under "_": any other shape is a change on every `up` (and `cmdline` forces a new VM).
+    assert kernel_cmdline(cmdline) == maps

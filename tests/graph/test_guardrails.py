@@ -7,6 +7,7 @@ from typing import Any
 
 import yaml
 
+from components.pki import encryption_key_from
 from components.spec import TENANT_LABEL
 from tests.graph.harness import Graph, fake_state, is_secret
 from tests.graph.test_graph import script_params, shipped_yaml
@@ -53,8 +54,11 @@ def test_policy_depends_on_the_classes_it_names(graph: Graph) -> None:
 
 
 def test_encryption_and_audit_reach_every_control_plane(graph: Graph, stack: str) -> None:
-    key = next(fake_state(r.type, r.name, r.inputs)["base64"]
-               for r in graph.of_type("random:index/randomBytes:RandomBytes"))
+    key = encryption_key_from(
+        next(fake_state(r.type, r.name, r.inputs)["result"]
+             for r in graph.of_type("random:index/randomPassword:RandomPassword")
+             if r.name == "secrets-encryption-key"))
+    assert len(base64.b64decode(key)) == 32
     steps = [r for r in graph.of_type("command:remote:Command")
              if r.name.endswith("-kubeadm-init") or
              (r.name.endswith("-kubeadm-join") and

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from components.host import HostError, missing_tools
 from components.spec import ConfigError
 from tests.graph.harness import Graph, run_program, stack_config
 
@@ -42,3 +44,42 @@ def test_pool_on_a_second_hypervisor_gets_its_own_provider() -> None:
     # One base image per hypervisor.
     bases = [v for v in graph.of_type("libvirt:index/volume:Volume") if "source" in v.inputs]
     assert len(bases) == 2
+
+
+def test_domain_type_cpu_mode_and_direct_boot_reach_the_domains() -> None:
+    config: dict[str, Any] = copy.deepcopy(stack_config("dev"))
+    config["sandboxed-k8s:libvirt"]["domainType"] = "qemu"
+    boot = {"kernel": "/var/lib/images/vmlinuz", "initrd": "/var/lib/images/initrd.img",
+            "cmdline": "root=/dev/vda rw console=ttyS0 net.ifnames=0"}
+    for pool in config["sandboxed-k8s:pools"][:2]:
+        pool["boot"] = boot
+    config["sandboxed-k8s:pools"][2]["domainType"] = "kvm"
+    graph = run_program(config, "dev")
+    domains = {d.name: d.inputs for d in graph.of_type("libvirt:index/domain:Domain")}
+    for name in ("master", "worker1"):
+        assert domains[name]["type"] == "qemu"
+        assert domains[name]["cpu"] == {"mode": "maximum"}
+        assert domains[name]["kernel"] == "/var/lib/images/vmlinuz"
+        assert domains[name]["initrd"] == "/var/lib/images/initrd.img"
+        assert domains[name]["cmdlines"] == [
+            {"console": "ttyS0", "net.ifnames": "0", "root": "/dev/vda"}, {"_": "rw"}]
+    assert domains["worker2"]["type"] == "kvm"
+    assert domains["worker2"]["cpu"] == {"mode": "host-passthrough"}
+    assert "kernel" not in domains["worker2"]
+
+
+def test_missing_mkisofs_fails_before_any_resource(monkeypatch: pytest.MonkeyPatch,
+                                                   tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty directory: no mkisofs
+    graph = Graph()
+    with pytest.raises(HostError) as error:
+        graph = run_program(stack_config("dev"), "dev")
+    assert "mkisofs not found on PATH" in str(error.value)
+    assert "genisoimage" in str(error.value)
+    assert graph.resources == []
+
+
+def test_host_check_passes_with_mkisofs() -> None:
+    assert missing_tools(lambda tool: f"/usr/bin/{tool}") == []
+    [problem] = missing_tools(lambda tool: None)
+    assert problem.startswith("mkisofs not found on PATH")

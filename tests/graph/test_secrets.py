@@ -17,7 +17,8 @@ def secret_values(graph: Graph) -> list[str]:
         state = fake_state(r.type, r.name, r.inputs)
         if r.type == "tls:index/privateKey:PrivateKey":
             values += [state["privateKeyPem"], state["privateKeyOpenssh"]]
-        if r.type == "random:index/randomString:RandomString":
+        if r.type in ("random:index/randomString:RandomString",
+                      "random:index/randomPassword:RandomPassword"):
             values.append(state["result"])
         if r.type == "random:index/randomBytes:RandomBytes":
             values.append(state["base64"])
@@ -59,6 +60,15 @@ def test_steps_carrying_token_or_keys_are_secret(graph: Graph) -> None:
             assert is_secret(r.raw_inputs["stdin"]), r.name
             assert r.inputs["logging"] == "none", r.name
             assert {"stdout", "stderr"} <= set(r.additional_secret_outputs), r.name
+
+
+def test_no_generated_secret_is_a_resource_id(graph: Graph) -> None:
+    # pulumi-random keeps RandomString's result and RandomBytes' base64 as the resource id,
+    # which the state stores in plain text (ids cannot be secret). RandomPassword's id is
+    # "none" and its result secret.
+    assert not graph.of_type("random:index/randomString:RandomString")
+    assert not graph.of_type("random:index/randomBytes:RandomBytes")
+    assert len(graph.of_type("random:index/randomPassword:RandomPassword")) == 3
 
 
 def test_cloud_init_user_data_is_secret(graph: Graph) -> None:

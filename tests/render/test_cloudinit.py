@@ -12,6 +12,7 @@ import yaml
 
 from components.render.cloudinit import (
     KERNEL_MODULES,
+    PACKAGES,
     SYSCTLS,
     NodeCloudInit,
     StaticNetwork,
@@ -40,7 +41,9 @@ def test_user_data_content() -> None:
     assert doc["ssh_keys"]["ed25519_private"] == PRIVATE
     assert doc["ssh_keys"]["ed25519_public"] == PUBLIC
     assert doc["ssh_deletekeys"] is True and doc["ssh_genkeytypes"] == ["ed25519"]
-    assert "qemu-guest-agent" in doc["packages"]
+    # Packages come from runcmd, and only those the image lacks (no repository needed when
+    # the image has them all); cloud-init's own `packages` would always run apt-get update.
+    assert "packages" not in doc and "package_update" not in doc
     files = {f["path"]: f["content"] for f in doc["write_files"]}
     assert files["/etc/modules-load.d/kubernetes.conf"].split() == list(KERNEL_MODULES)
     for key, value in SYSCTLS.items():
@@ -49,6 +52,28 @@ def test_user_data_content() -> None:
     assert script[:2] == ["sh", "-ec"]  # the first failing step fails cloud-init
     assert "swapoff -a" in script[2] and "modprobe -a overlay br_netfilter" in script[2]
     assert doc["locale"] == "C.UTF-8" and doc["manage_etc_hosts"] is True
+    assert f"for p in {' '.join(PACKAGES)}; do" in script[2]
+
+
+def test_runcmd_installs_only_missing_packages(tmp_path: Path) -> None:
+    """The package part of runcmd under `sh -e`, with dpkg-query and apt-get as stubs."""
+    (script,) = yaml.safe_load(render_user_data(NODE))["runcmd"]
+    package_part = script[2].split("\nmodprobe")[0]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "apt.log"
+    (bin_dir / "dpkg-query").write_text(
+        '#!/bin/sh\ncase "$3" in curl|socat) exit 1;; esac\necho "install ok installed"\n')
+    (bin_dir / "apt-get").write_text(f'#!/bin/sh\necho "$*" >> {log}\n')
+    for stub in bin_dir.iterdir():
+        stub.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    subprocess.run(["sh", "-ec", package_part], env=env, check=True)
+    assert log.read_text().splitlines() == ["update -q", "install -y -q curl socat"]
+    (bin_dir / "dpkg-query").write_text('#!/bin/sh\necho "install ok installed"\n')
+    log.unlink()
+    subprocess.run(["sh", "-ec", package_part], env=env, check=True)
+    assert not log.exists()  # everything present: apt is never called
 
 
 def test_network_config_is_static() -> None:
@@ -85,3 +110,13 @@ def test_cloud_init_schema_rejects_a_broken_document(tmp_path: Path) -> None:
     result = subprocess.run(["cloud-init", "schema", "--config-file", str(path)],
                             capture_output=True, text=True)
     assert result.returncode != 0
+
+
+def test_test_image_has_every_package_the_user_data_installs() -> None:
+    """tools/build-test-vm-image.sh's image then needs no repository (the e2e layer's nodes
+    have none)."""
+    script = (Path(__file__).resolve().parents[2] / "tools" / "build-test-vm-image.sh")
+    block = script.read_text().split("PACKAGES=(", 1)[1].split("\n)", 1)[0]
+    listed = {word for line in block.splitlines()
+              for word in line.split("#", 1)[0].split()}
+    assert set(PACKAGES) - {"tar"} <= listed  # tar is Essential: always there
