@@ -163,6 +163,10 @@ def _tail(text: str, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+KEX_RETRIES = 10
+KEX_RETRY_DELAY_S = 3.0
+
+
 def _host_key_failure(stderr: str) -> bool:
     return (
         "Host key verification failed" in stderr
@@ -234,22 +238,30 @@ class SSHClient:
         key). With ``check`` a non-zero rc raises CommandFailed, or HostKeyVerificationFailed
         when the pinned key was refused.
         """
-        try:
-            proc = subprocess.run(
-                [*self.ssh_command(), cmd],
-                input=stdin if stdin is not None else None,
-                stdin=subprocess.DEVNULL if stdin is None else None,
-                capture_output=True,
-                timeout=timeout,
-                check=False,
+        for attempt in range(KEX_RETRIES + 1):
+            try:
+                proc = subprocess.run(
+                    [*self.ssh_command(), cmd],
+                    input=stdin if stdin is not None else None,
+                    stdin=subprocess.DEVNULL if stdin is None else None,
+                    capture_output=True,
+                    timeout=timeout,
+                    check=False,
+                )
+            except subprocess.TimeoutExpired as exc:
+                raise VMError(f"remote command timed out after {timeout:.0f}s: {cmd!r}") from exc
+            result = RunResult(
+                proc.returncode,
+                proc.stdout.decode("utf-8", errors="replace"),
+                proc.stderr.decode("utf-8", errors="replace"),
             )
-        except subprocess.TimeoutExpired as exc:
-            raise VMError(f"remote command timed out after {timeout:.0f}s: {cmd!r}") from exc
-        result = RunResult(
-            proc.returncode,
-            proc.stdout.decode("utf-8", errors="replace"),
-            proc.stderr.decode("utf-8", errors="replace"),
-        )
+            # qemu's user-mode forward accepts the TCP connection itself and resets it while
+            # the guest's sshd is (re)starting. That happens before the SSH handshake, so the
+            # command has not run and trying again cannot run it twice.
+            if not (result.rc == 255 and "kex_exchange_identification" in result.stderr):
+                break
+            if attempt < KEX_RETRIES:
+                time.sleep(KEX_RETRY_DELAY_S)
         if check and result.rc != 0:
             if result.rc == 255 and _host_key_failure(result.stderr):
                 raise HostKeyVerificationFailed(result.stderr.strip())
