@@ -8,13 +8,19 @@ from typing import Any
 import yaml
 
 from components.pki import encryption_key_from
+from components.render.guardrails import POLICY_NAME
 from components.spec import TENANT_LABEL
-from tests.graph.harness import Graph, fake_state, is_secret
+from tests.graph.harness import Graph, Registration, fake_state, is_secret
 from tests.graph.test_graph import script_params, shipped_yaml
 
 TENANTS = ["tenant-a", "tenant-b"]
 VAP = "kubernetes:admissionregistration.k8s.io/v1:ValidatingAdmissionPolicy"
 VAP_BINDING = "kubernetes:admissionregistration.k8s.io/v1:ValidatingAdmissionPolicyBinding"
+
+
+def named(graph: Graph, typ: str, name: str) -> Registration:
+    (found,) = [r for r in graph.of_type(typ) if r.inputs["metadata"]["name"] == name]
+    return found
 
 
 def in_namespace(graph: Graph, typ: str, namespace: str) -> list[dict[str, Any]]:
@@ -23,7 +29,7 @@ def in_namespace(graph: Graph, typ: str, namespace: str) -> list[dict[str, Any]]
 
 
 def test_every_tenant_namespace_is_guarded(graph: Graph) -> None:
-    binding = graph.of_type(VAP_BINDING)[0].inputs
+    binding = named(graph, VAP_BINDING, POLICY_NAME).inputs
     selector = binding["spec"]["matchResources"]["namespaceSelector"]["matchLabels"]
     namespaces = {r.inputs["metadata"]["name"]: r for r in
                   graph.of_type("kubernetes:core/v1:Namespace")}
@@ -38,14 +44,15 @@ def test_every_tenant_namespace_is_guarded(graph: Graph) -> None:
         assert {"default-deny", "allow-dns", "allow-internet"} <= policies
         assert len(in_namespace(graph, "kubernetes:core/v1:ResourceQuota", tenant)) == 1
         assert len(in_namespace(graph, "kubernetes:core/v1:LimitRange", tenant)) == 1
-        assert graph.depends_on(ns, graph.of_type(VAP_BINDING)[0])
+        for each_binding in graph.of_type(VAP_BINDING):  # every policy guards it from the start
+            assert graph.depends_on(ns, each_binding)
     others = [n for n, r in namespaces.items() if TENANT_LABEL in
               r.inputs["metadata"].get("labels", {})]
     assert sorted(others) == TENANTS
 
 
 def test_policy_depends_on_the_classes_it_names(graph: Graph) -> None:
-    policy = graph.of_type(VAP)[0]
+    policy = named(graph, VAP, POLICY_NAME)
     expression = policy.inputs["spec"]["validations"][0]["expression"]
     for cls in graph.of_type("kubernetes:node.k8s.io/v1:RuntimeClass"):
         name = cls.inputs["metadata"]["name"]
