@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import base64
 import posixpath
-import shlex
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from components.render.kubeadm import AUDIT_POLICY, ENCRYPTION_CONFIG
 from components.spec import ClusterSpec, load
 from tests.graph.harness import Graph, Registration, stack_config
+from tests.graph.test_graph import script_params, shipped_yaml
+from tests.graph.test_manifests import manifest as graph_manifest
 
 Obj = dict[str, Any]
 KUBEADM_INIT_SUFFIX = "-kubeadm-init"
@@ -26,18 +24,9 @@ def stack_spec(stack: str) -> ClusterSpec:
     return load({k.split(":", 1)[1]: v for k, v in stack_config(stack).items()}, stack)
 
 
-def step_params(step: Registration) -> dict[str, str]:
-    """The `export NAME=value` parameters at the top of a node step's stdin."""
-    params: dict[str, str] = {}
-    for line in str(step.inputs["stdin"]).splitlines():
-        if line.startswith("export "):
-            name, _, value = line.removeprefix("export ").partition("=")
-            (params[name],) = shlex.split(value)
-    return params
-
-
-def decoded(params: Mapping[str, str], name: str) -> str:
-    return base64.b64decode(params[f"{name}_B64"]).decode()
+def decoded(step: Registration, name: str) -> str:
+    """A file the node step ships as the base64 parameter `<name>_B64`."""
+    return base64.b64decode(script_params(step)[f"{name}_B64"]).decode()
 
 
 @dataclass(frozen=True)
@@ -46,7 +35,6 @@ class ApiServerSetup:
 
     extra_args: dict[str, str]  # as rendered (node paths)
     files: dict[str, str]  # node path -> content the node step writes there
-    mounted_dirs: tuple[str, ...]  # extraVolumes the static pod mounts
 
     def rooted(self, root: Path) -> dict[str, str]:
         """Flags with every node path moved under `root`; the files written there."""
@@ -66,8 +54,7 @@ class ApiServerSetup:
 def apiserver_setup(graph: Graph) -> ApiServerSetup:
     (init,) = [r for r in graph.of_type("command:remote:Command")
                if r.name.endswith(KUBEADM_INIT_SUFFIX)]
-    params = step_params(init)
-    documents = list(yaml.safe_load_all(decoded(params, "KUBEADM_CONFIG")))
+    documents = shipped_yaml(init, "KUBEADM_CONFIG_B64")
     (cluster,) = [d for d in documents if d["kind"] == "ClusterConfiguration"]
     api_server = cluster["apiServer"]
     extra_args = {a["name"]: a["value"] for a in api_server.get("extraArgs", [])}
@@ -77,16 +64,13 @@ def apiserver_setup(graph: Graph) -> ApiServerSetup:
     if unmounted:
         raise AssertionError(f"API-server flags name paths its static pod does not mount: "
                              f"{unmounted} (extraVolumes: {list(mounted)})")
-    files = {ENCRYPTION_CONFIG: decoded(params, "ENCRYPTION_CONFIG"),
-             AUDIT_POLICY: decoded(params, "AUDIT_POLICY")}
-    return ApiServerSetup(extra_args, files, mounted)
+    files = {ENCRYPTION_CONFIG: decoded(init, "ENCRYPTION_CONFIG"),
+             AUDIT_POLICY: decoded(init, "AUDIT_POLICY")}
+    return ApiServerSetup(extra_args, files)
 
 
 def manifest(registration: Registration) -> Obj:
-    _, group_version, kind = registration.type.split(":")
-    group, _, version = group_version.rpartition("/")
-    api_version = version if group == "core" else f"{group}/{version}"
-    return {"apiVersion": api_version, "kind": kind, **registration.inputs}
+    return graph_manifest(registration.type, registration.inputs)
 
 
 def kubernetes_objects(graph: Graph) -> list[Registration]:

@@ -27,6 +27,7 @@ from components.spec import ClusterSpec, NodeSpec
 from tests.apiserver.controlplane import Kubectl as TestKubectl
 from tests.apiserver.stack import APISERVER_BINARIES, applied_stack, wait_for
 from tests.build_tools import REPO_ROOT, run_build_script
+from tests.verify.fake import get_key
 from verify.checks import JOB_NAME_LABEL, KUBELET_PORT, LISTENER_PORT, TOKEN_PATH, run_checks
 from verify.kube import Kubectl, Obj
 
@@ -125,9 +126,7 @@ class RecordingCluster(Kubectl):
     def get_json(self, resource: str, name: str | None = None, namespace: str | None = None,
                  selector: str | None = None) -> Obj:
         answer = super().get_json(resource, name, namespace, selector)
-        key = " ".join([resource, *(["-n", namespace] if namespace else []),
-                        *(["-l", selector] if selector else []), *([name] if name else [])])
-        self.scenario["get"][key] = trimmed(answer)
+        self.scenario["get"][get_key(resource, name, namespace, selector)] = trimmed(answer)
         return answer
 
     def create(self, manifest: Obj) -> Obj:

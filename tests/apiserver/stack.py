@@ -14,7 +14,6 @@ from pathlib import Path
 from components.spec import ClusterSpec
 from tests.apiserver.controlplane import ControlPlane, ControlPlaneError, Kubectl
 from tests.apiserver.program import (
-    ApiServerSetup,
     apiserver_setup,
     kubernetes_objects,
     manifest,
@@ -32,8 +31,6 @@ class AppliedStack:
     stack: str
     spec: ClusterSpec
     plane: ControlPlane
-    setup: ApiServerSetup
-    root: Path  # the control plane's node paths (audit log, encryption config) live under it
     objects: list[Registration]
     results: dict[str, str] = field(default_factory=dict)  # object -> "" or kubectl's error
 
@@ -43,7 +40,7 @@ class AppliedStack:
 
     @property
     def audit_log(self) -> Path:
-        return Path(self.setup.rooted(self.root)["audit-log-path"])
+        return Path(self.plane.apiserver_args["audit-log-path"])
 
     def tenant(self, index: int = 0) -> str:
         return self.spec.tenants[index].name
@@ -89,13 +86,13 @@ def applied_stack(stack: str, bins: Mapping[str, Path], workdir: Path,
     timings = {} if timings is None else timings
     graph = stack_graph(stack)
     setup = apiserver_setup(graph)
-    root = workdir / "node"
-    plane = ControlPlane(bins, workdir, setup.rooted(root))
+    # The node paths the flags name (audit log, encryption config) live under workdir/node.
+    plane = ControlPlane(bins, workdir, setup.rooted(workdir / "node"))
     begin = time.monotonic()
     plane.start()
     timings[f"{stack}: control plane start"] = plane.started_seconds
     objects = [r for r in kubernetes_objects(graph) if object_key(manifest(r)) not in omit]
-    applied = AppliedStack(stack, stack_spec(stack), plane, setup, root, objects)
+    applied = AppliedStack(stack, stack_spec(stack), plane, objects)
     try:
         for registration in objects:
             obj = manifest(registration)

@@ -25,6 +25,13 @@ def load(name: str) -> dict[str, Any]:
     return scenario
 
 
+def get_key(resource: str, name: str | None = None, namespace: str | None = None,
+            selector: str | None = None) -> str:
+    """A recorded `get` answer's key: "resource [-n ns] [-l selector] [name]"."""
+    return " ".join([resource, *(["-n", namespace] if namespace else []),
+                     *(["-l", selector] if selector else []), *([name] if name else [])])
+
+
 class FakeCluster:
     def __init__(self, scenario: dict[str, Any]) -> None:
         self.scenario = copy.deepcopy(scenario)
@@ -35,8 +42,7 @@ class FakeCluster:
 
     def get_json(self, resource: str, name: str | None = None, namespace: str | None = None,
                  selector: str | None = None) -> Obj:
-        key = " ".join([resource, *(["-n", namespace] if namespace else []),
-                        *(["-l", selector] if selector else []), *([name] if name else [])])
+        key = get_key(resource, name, namespace, selector)
         if key not in self.scenario["get"]:
             raise KubeError(f'Error from server (NotFound): "{key}" not found')
         value: Obj = copy.deepcopy(self.scenario["get"][key])
