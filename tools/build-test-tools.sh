@@ -37,7 +37,7 @@ GVISOR_VERSION="v0.0.0-20260905035102-160fafc42237"
 CRICTL_VERSION="v1.34.0"
 # Bump when build_gvisor_shim_testpatch changes, so caches pick up the new patch.
 SHIM_TESTPATCH_REV="p1"
-# Kubernetes: the default `kubernetes.version` of the program (components/spec.py).
+# Kubernetes: the default `kubernetes.version` of the program (components/spec/defaults.py).
 KUBERNETES_VERSION="v1.34.2"
 # etcd: kubeadm v1.34.2's DefaultEtcdVersion (cmd/kubeadm/app/constants), 3.6.5-0.
 ETCD_VERSION="v3.6.5"

@@ -1,0 +1,86 @@
+"""Default configuration (documented in the README's configuration reference)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from components.spec.model import DEFAULT_LIBVIRT_URI
+
+DEFAULT_BASE_IMAGE = (
+    "https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-genericcloud-amd64.qcow2"
+)
+
+DEFAULTS: dict[str, Any] = {
+    "adminUser": "k8sadmin",
+    "libvirt": {"uri": DEFAULT_LIBVIRT_URI, "storagePool": "default",
+                "baseImage": DEFAULT_BASE_IMAGE, "domainType": "kvm", "cpuMode": None,
+                "boot": None},
+    "network": {"name": "sandboxed-k8s", "mode": "nat", "cidr": "10.17.0.0/24", "domain": None,
+                "bridge": None, "gateway": None, "dns": None, "controlPlaneVip": None,
+                "firstNodeHost": 10},
+    "kubernetes": {
+        "version": "1.34.2",
+        "podCidr": "10.244.0.0/16",
+        "serviceCidr": "10.96.0.0/12",
+        "clusterName": "sandboxed-k8s",
+        "tokenTtl": "30m",
+        "baseUrl": "https://dl.k8s.io/release",
+        "kubeadmSha256": "6a2346006132f6e1ed0b5248e518098cf5abbce25bf11b8926fb1073091b83f4",
+        "kubeletSha256": "9c5e717b774ee9b9285ce47e7d2150c29e84837eb19a7eaa24b60b1543c9d58f",
+        "kubectlSha256": "9591f3d75e1581f3f7392e6ad119aab2f28ae7d6c6e083dc5d22469667f27253",
+    },
+    "containerd": {"version": "2.1.5",
+                   "sha256": "403af72d9f956ed8a5ad5b0ac0f1e8e371a1488f2b9edf9b4ba13db0653936ea",
+                   "baseUrl": "https://github.com/containerd/containerd/releases/download"},
+    "runc": {"version": "1.3.4",
+             "sha256": "5966ca40b6187b30e33bfc299c5f1fe72e8c1aa01cf3fefdadf391668f47f103",
+             "baseUrl": "https://github.com/opencontainers/runc/releases/download"},
+    "cniPlugins": {"version": "1.8.0",
+                   "sha256": "ab3bda535f9d90766cccc90d3dddb5482003dd744d7f22bcf98186bf8eea8be6",
+                   "baseUrl": "https://github.com/containernetworking/plugins/releases/download"},
+    "crictl": {"version": "1.34.0",
+               "sha256": "a8ff2a3edb37a98daf3aba7c3b284fe0aa5bff24166d896ab9ef64c8913c9f51",
+               "baseUrl": "https://github.com/kubernetes-sigs/cri-tools/releases/download"},
+    "cni": {"flannelVersion": "v0.26.7", "flannelCniPluginVersion": "v1.7.1-flannel1",
+            "imageRegistry": "docker.io/flannel",
+            "networkPolicyImage": "registry.k8s.io/networking/kube-network-policies:v0.7.0"},
+    "gvisor": {"release": "20251118.0", "layout": "binaries",
+               "runscSha512": "cc95eec3e22a574ac533278ee8c72672542edf0ab467a89c13f02abea6404ffe"
+                              "20ea4a538a3482b072a8e45222a13cefbf9e7f44bada35b436769e04b12ab970",
+               "shimSha512": "b0f0fa1ee431c63cfbb9007a62c49a374bcbfbbbf5997e63c827d1673f6933d6"
+                             "5044ca4f06608bb494f870ced97295dc065810f5e905dfd4a632fe4d61faff7f",
+               "baseUrl": "https://storage.googleapis.com/gvisor/releases/release",
+               "platform": "systrap", "flags": {},
+               "overhead": {"cpu": "100m", "memory": "64Mi"}},
+    "kata": {"version": "3.7.0",
+             "sha256": "bebf218cafdc082476c7dabbcc5439aee6a41d6dda24dd3cfffbe0a6ae94e23d",
+             "baseUrl": "https://github.com/kata-containers/kata-containers/releases/download",
+             "overhead": {"cpu": "250m", "memory": "320Mi"}},
+    "kubeVip": {"version": "v0.9.2"},
+    "tenants": [],
+    # The classic topology: master + worker1 (gVisor) + worker2 (plain runc).
+    "pools": [
+        {"name": "control-plane", "role": "control-plane", "names": ["master"]},
+        {"name": "gvisor", "role": "worker", "names": ["worker1"], "runtimes": ["gvisor"]},
+        {"name": "plain", "role": "worker", "names": ["worker2"]},
+    ],
+}
+
+POOL_DEFAULTS: dict[str, Any] = {
+    "role": "worker", "count": 1, "cpu": 2, "memoryMiB": 4096, "diskGiB": 20, "runtimes": [],
+    "labels": {}, "taints": [], "libvirtUri": None, "names": None, "baseImage": None,
+    "domainType": None, "cpuMode": None, "boot": None,
+}
+BOOT_DEFAULTS: dict[str, Any] = {"kernel": None, "initrd": None, "cmdline": ""}
+TAINT_KEYS = ("key", "value", "effect")
+TENANT_DEFAULTS: dict[str, Any] = {
+    "name": None,
+    "quota": {"cpu": "4", "memory": "8Gi", "pods": 20},
+    "limits": {"cpu": "500m", "memory": "512Mi"},
+    "requests": {"cpu": "100m", "memory": "128Mi"},
+    "allowNodeServices": False,
+}
+# Namespaces that must never become tenants: the cluster's own and Kubernetes' reserved ones.
+RESERVED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease",
+                       "kube-flannel", "sandbox-proof")
+

@@ -1,0 +1,100 @@
+"""The node network: addresses, gateway, DNS, the control-plane VIP, and each node's address."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from components.spec.collector import DNS_LABEL_RE, DNS_NAME_RE, Collector
+from components.spec.defaults import DEFAULTS
+from components.spec.model import NETWORK_MODES, NetworkSpec, NodeSpec, PoolSpec
+from components.spec.pools import node_mac
+
+
+def read_network(c: Collector, raw: Any, stack: str) -> tuple[NetworkSpec, Any]:
+    """The network without its VIP (which depends on the pools), and the raw VIP value."""
+    net = c.section(raw, "network", DEFAULTS["network"])
+    mode = c.choice(net["mode"], "network.mode", NETWORK_MODES)
+    cidr = c.network(net["cidr"], "network.cidr")
+    hosts = list(cidr.hosts())
+    if mode == "bridge" and not net["bridge"]:
+        c.error("network.bridge", "is required when network.mode is bridge (an existing host "
+                                  "bridge, e.g. br0)")
+    gateway = c.address(net["gateway"], "network.gateway") if net["gateway"] else (
+        hosts[0] if hosts else None)
+    if gateway is not None and hosts and gateway not in cidr:
+        c.error("network.gateway", f"{gateway} is outside network.cidr {cidr}")
+    dns: list[ipaddress.IPv4Address] = []
+    if net["dns"] is None:
+        if gateway is not None:
+            dns = [gateway]
+    elif not isinstance(net["dns"], list):
+        c.error("network.dns", "must be a list of IPv4 addresses")
+    else:
+        dns = [a for j, d in enumerate(net["dns"]) if (a := c.address(d, f"network.dns[{j}]"))]
+    first_host = c.integer(net["firstNodeHost"], "network.firstNodeHost", 2, 65000)
+    name = c.string(net["name"], "network.name", DNS_LABEL_RE, "a DNS label")
+    domain = net["domain"] if net["domain"] is not None else f"{stack}-{name}.internal"
+    domain = c.string(domain, "network.domain", DNS_NAME_RE, "a DNS name such as k8s.internal")
+    if gateway is None and not c.problems:
+        c.error("network.cidr", f"{cidr} has no address for the gateway")
+    spec = NetworkSpec(name, mode, cidr, domain, net["bridge"],
+                       gateway or ipaddress.IPv4Address("0.0.0.0"), tuple(dns), None, first_host)
+    return spec, net["controlPlaneVip"]
+
+
+def check_disjoint(c: Collector, ranges: Mapping[str, ipaddress.IPv4Network]) -> None:
+    items = list(ranges.items())
+    for i, (a_key, a_net) in enumerate(items):
+        for b_key, b_net in items[i + 1:]:
+            if a_net.prefixlen and b_net.prefixlen and a_net.overlaps(b_net):
+                c.error(b_key, f"{b_net} overlaps {a_key} {a_net}; the three ranges must be "
+                               "disjoint")
+
+
+def with_vip(c: Collector, network: NetworkSpec, raw_vip: Any,
+             control_plane: PoolSpec | None) -> NetworkSpec:
+    """HA control planes need a VIP in the node network; a single one uses its own address."""
+    if control_plane is None or control_plane.count <= 1:
+        return network
+    if raw_vip is None:
+        c.error("network.controlPlaneVip", "is required for HA (more than one control plane): "
+                                           "a free address in network.cidr")
+        return network
+    vip = c.address(raw_vip, "network.controlPlaneVip")
+    if vip is not None and vip not in network.cidr:
+        c.error("network.controlPlaneVip", f"{vip} is outside network.cidr {network.cidr}")
+    return dataclasses.replace(network, control_plane_vip=vip)
+
+
+def assign_nodes(c: Collector, network: NetworkSpec, pools: Sequence[PoolSpec],
+                 stack: str) -> list[NodeSpec]:
+    """Addresses in pool order from `firstNodeHost` upward; names unique across pools."""
+    cidr = network.cidr
+    nodes: list[NodeSpec] = []
+    seen: dict[str, str] = {}
+    next_host = network.first_node_host
+    for p in pools:
+        for node_name in p.node_names:
+            if node_name in seen:
+                c.error(f"pools[{p.name}].names", f"node name {node_name!r} is also used by "
+                                                  f"pool {seen[node_name]!r}")
+            seen[node_name] = p.name
+            ip = cidr.network_address + next_host
+            next_host += 1
+            if cidr.prefixlen and (ip not in cidr or ip == cidr.broadcast_address):
+                c.error("network.cidr", f"{cidr} has no room for node {node_name} (addresses "
+                                        f"are assigned from host {network.first_node_host} "
+                                        "upward)")
+                continue
+            if ip in (network.gateway, network.control_plane_vip):
+                c.error("network.firstNodeHost", f"node {node_name} would get {ip}, which is "
+                                                 "the gateway or control-plane VIP")
+            nodes.append(NodeSpec(node_name, p, ip, node_mac(stack, node_name)))
+    if len({p.libvirt_uri for p in pools}) > 1 and network.mode != "bridge":
+        c.error("network.mode", "pools on several libvirt hosts need network.mode bridge (a "
+                                "bridge on a segment every host shares); a NAT network exists "
+                                "on one host only")
+    return nodes

@@ -1,0 +1,135 @@
+"""Container runtimes: containerd, runc, CNI, and the sandboxes (gVisor, Kata)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from components.spec.collector import (
+    CONTAINERD_SUPPORTED_RE,
+    GVISOR_RELEASE_RE,
+    IMAGE_TAG_RE,
+    PINNED_IMAGE_RE,
+    URL_RE,
+    VERSION_RE,
+    Collector,
+)
+from components.spec.defaults import DEFAULTS
+from components.spec.model import (
+    RUNSC_FLAG_ALLOWLIST,
+    RUNSC_PLATFORMS,
+    Artifact,
+    CniSpec,
+    GvisorSpec,
+    KataSpec,
+    PoolSpec,
+)
+
+
+@dataclass(frozen=True)
+class NodeRuntimes:
+    containerd: Artifact
+    runc: Artifact
+    cni_plugins: Artifact
+    crictl: Artifact
+    cni: CniSpec
+
+
+def read_node_runtimes(c: Collector, top: Mapping[str, Any]) -> NodeRuntimes:
+    containerd = c.artifact(c.section(top["containerd"], "containerd", DEFAULTS["containerd"]),
+                            "containerd")
+    if VERSION_RE.match(containerd.version) and \
+            not CONTAINERD_SUPPORTED_RE.match(containerd.version):
+        c.error("containerd.version", f"{containerd.version} is not supported; use 1.6.x, 1.7.x "
+                                      "or 2.x")
+    cni_raw = c.section(top["cni"], "cni", DEFAULTS["cni"])
+    return NodeRuntimes(
+        containerd=containerd,
+        runc=c.artifact(c.section(top["runc"], "runc", DEFAULTS["runc"]), "runc"),
+        cni_plugins=c.artifact(c.section(top["cniPlugins"], "cniPlugins",
+                                         DEFAULTS["cniPlugins"]), "cniPlugins"),
+        crictl=c.artifact(c.section(top["crictl"], "crictl", DEFAULTS["crictl"]), "crictl"),
+        cni=CniSpec(
+            c.string(cni_raw["flannelVersion"], "cni.flannelVersion", IMAGE_TAG_RE,
+                     "a tag like v0.27.4"),
+            c.string(cni_raw["flannelCniPluginVersion"], "cni.flannelCniPluginVersion",
+                     IMAGE_TAG_RE, "a tag like v1.8.0-flannel1"),
+            c.string(cni_raw["imageRegistry"], "cni.imageRegistry").rstrip("/"),
+            c.string(cni_raw["networkPolicyImage"], "cni.networkPolicyImage", PINNED_IMAGE_RE,
+                     "an image pinned by tag or digest, e.g. registry/name:v1.2.3"),
+        ),
+    )
+
+
+def _runsc_flags(c: Collector, raw: Any) -> dict[str, str]:
+    flags: dict[str, str] = {}
+    if not isinstance(raw, Mapping):
+        c.error("gvisor.flags", f"must be a map; allowed keys: {', '.join(RUNSC_FLAG_ALLOWLIST)}")
+        return flags
+    for k, v in raw.items():
+        if k not in RUNSC_FLAG_ALLOWLIST:
+            c.error(f"gvisor.flags.{k}", "is not an allowed runsc flag; allowed: "
+                                         f"{', '.join(RUNSC_FLAG_ALLOWLIST)}")
+        elif not isinstance(v, str | bool | int):
+            c.error(f"gvisor.flags.{k}", "must be a string, number or boolean")
+        else:
+            flags[str(k)] = str(v).lower() if isinstance(v, bool) else str(v)
+    return flags
+
+
+def read_gvisor(c: Collector, raw: Any) -> GvisorSpec:
+    g = c.section(raw, "gvisor", DEFAULTS["gvisor"])
+    overhead = c.section(g["overhead"], "gvisor.overhead", DEFAULTS["gvisor"]["overhead"])
+    layout = c.choice(g["layout"], "gvisor.layout", ("binaries", "archive"))
+    checksums: dict[str, str] = {}
+    if layout == "binaries":
+        checksums = {
+            "runsc": c.checksum(g["runscSha512"], "gvisor.runscSha512", "sha512"),
+            "containerd-shim-runsc-v1": c.checksum(g["shimSha512"], "gvisor.shimSha512",
+                                                   "sha512"),
+        }
+    elif g["runscSha512"] or g["shimSha512"]:
+        c.error("gvisor.runscSha512", "applies to layout binaries only; the archive layout is "
+                                      "verified against its published .sha512")
+    return GvisorSpec(
+        release=c.string(g["release"], "gvisor.release", GVISOR_RELEASE_RE,
+                         "a dated release like 20251110 or 20251110.0 (never 'latest')"),
+        base_url=c.string(g["baseUrl"], "gvisor.baseUrl", URL_RE,
+                          "an http(s):// URL").rstrip("/"),
+        layout=layout,
+        checksums=checksums,
+        platform=c.choice(g["platform"], "gvisor.platform", RUNSC_PLATFORMS),
+        flags=_runsc_flags(c, g["flags"]),
+        overhead_cpu=c.quantity(overhead["cpu"], "gvisor.overhead.cpu"),
+        overhead_memory=c.quantity(overhead["memory"], "gvisor.overhead.memory"),
+    )
+
+
+def read_kata(c: Collector, raw: Any, pools: Sequence[PoolSpec]) -> KataSpec:
+    """Kata's artifact is validated only when a pool runs it (its defaults may lag)."""
+    k = c.section(raw, "kata", DEFAULTS["kata"])
+    overhead = c.section(k["overhead"], "kata.overhead", DEFAULTS["kata"]["overhead"])
+    artifact = (c.artifact(k, "kata") if any("kata" in p.runtimes for p in pools)
+                else Artifact(str(k["version"]), f"sha256:{k['sha256']}", str(k["baseUrl"])))
+    return KataSpec(artifact, c.quantity(overhead["cpu"], "kata.overhead.cpu"),
+                    c.quantity(overhead["memory"], "kata.overhead.memory"))
+
+
+def check_sandbox_hosts(c: Collector, pools: Sequence[PoolSpec], gvisor: GvisorSpec,
+                        containerd: Artifact) -> None:
+    """Each sandbox's needs of its node: KVM for Kata and runsc's kvm platform, and a
+    containerd that can drive gVisor's shim."""
+    for p in pools:
+        needs = ("kata" in p.runtimes or ("gvisor" in p.runtimes and gvisor.platform == "kvm"))
+        if needs and p.domain_type != "kvm":
+            c.error(f"pools[{p.name}].domainType", "Kata (and gVisor's kvm platform) need KVM "
+                                                   "inside the node: use domainType kvm on a "
+                                                   "host with nested virtualisation")
+        elif needs and p.cpu_mode != "host-passthrough":
+            c.error(f"pools[{p.name}].cpuMode", "Kata (and gVisor's kvm platform) need the "
+                                                "host's virtualisation extensions: use "
+                                                "host-passthrough")
+    if containerd.version.startswith("1.6.") and any("gvisor" in p.runtimes for p in pools):
+        c.error("containerd.version", "gVisor's containerd shim needs containerd 1.7 or newer "
+                                      "(1.6 cannot read its task API replies)")
