@@ -46,7 +46,8 @@ def boot_documents(spec: ClusterSpec, node: NodeSpec, access: NodeAccess) -> Nod
         access.host_public_key(node.name),
     ).apply(lambda keys: render_user_data(NodeCloudInit(
         hostname=node.name, admin_user=spec.admin_user, admin_ssh_public_key=keys[0],
-        host_key_ed25519_private=keys[1], host_key_ed25519_public=keys[2])))
+        host_key_ed25519_private=keys[1], host_key_ed25519_public=keys[2],
+        apt_mirror=spec.mirrors.apt, apt_security_mirror=spec.mirrors.apt_security)))
     network = StaticNetwork(
         mac=node.mac,
         address=ipaddress.IPv4Interface(f"{node.ip}/{spec.network.cidr.prefixlen}"),

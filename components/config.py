@@ -9,6 +9,7 @@ import pulumi
 from pulumi.runtime import config as runtime_config
 
 from components.spec import PROJECT, ClusterSpec, load
+from components.spec.artifacts import partial_mirror_warning
 
 
 def project_config_keys() -> list[str]:
@@ -30,4 +31,8 @@ def _parse(value: str | None) -> Any:
 def read_stack_spec() -> ClusterSpec:
     config = pulumi.Config(PROJECT)
     raw = {key: _parse(config.get(key)) for key in project_config_keys()}
-    return load(raw, pulumi.get_stack())
+    spec = load(raw, pulumi.get_stack())
+    warning = partial_mirror_warning(spec)
+    if warning:
+        pulumi.log.warn(warning)
+    return spec

@@ -18,9 +18,8 @@ from components.render.kubeadm import (
     render_init_config,
     render_kube_vip_manifest,
 )
-from components.spec import ClusterSpec, NodeSpec
+from components.spec import KUBE_VIP_REPOSITORY, ClusterSpec, NodeSpec
 
-KUBE_VIP_IMAGE = "ghcr.io/kube-vip/kube-vip"
 NODE_INTERFACE = "eth0"  # named by our cloud-init network-config
 
 
@@ -40,13 +39,14 @@ def cluster_config(spec: ClusterSpec) -> ClusterConfig:
         sans.insert(0, str(spec.network.control_plane_vip))
     k8s = spec.kubernetes
     return ClusterConfig(k8s.version, k8s.cluster_name, spec.control_plane_endpoint,
-                         str(k8s.pod_cidr), str(k8s.service_cidr), tuple(sans))
+                         str(k8s.pod_cidr), str(k8s.service_cidr), tuple(sans),
+                         k8s.image_repository, k8s.etcd_image_tag, k8s.coredns_image_tag)
 
 
 def kube_vip_manifest(spec: ClusterSpec, kubeconfig: str) -> str:
     assert spec.network.control_plane_vip is not None
     return render_kube_vip_manifest(str(spec.network.control_plane_vip), NODE_INTERFACE,
-                                    f"{KUBE_VIP_IMAGE}:{spec.kube_vip_version}", kubeconfig)
+                                    f"{KUBE_VIP_REPOSITORY}:{spec.kube_vip_version}", kubeconfig)
 
 
 def apiserver_files(pki: ClusterPki) -> dict[str, pulumi.Input[str]]:
@@ -78,7 +78,8 @@ class ControlPlane(pulumi.ComponentResource):
         config = cluster_config(spec)
         init_config = args.pki.join_token.apply(
             lambda token: render_init_config(config, registration, str(node.ip), token,
-                                             spec.kubernetes.token_ttl))
+                                             spec.kubernetes.token_ttl,
+                                             spec.kubernetes.control_plane_timeout))
         files: dict[str, pulumi.Input[str]] = {"KUBEADM_CONFIG": init_config,
                                                **args.pki.files(),
                                                **apiserver_files(args.pki)}

@@ -10,8 +10,10 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_libvirt as libvirt
+from pulumi_command import local
 
-from components.spec import ClusterSpec, NodeSpec
+from components.render.scripts import SCRIPTS_DIR
+from components.spec import ClusterSpec, NodeSpec, PoolSpec
 
 GIB = 1024**3
 
@@ -98,7 +100,7 @@ class Hypervisor(pulumi.ComponentResource):
                     f"base-image-{index}",
                     name=f"{stack}-base-{index}.qcow2",
                     pool=spec.storage_pool,
-                    source=pool.base_image,
+                    source=self._verified_image(pool, index),
                     format="qcow2",
                     opts=self._opts(self.providers[pool.libvirt_uri], delete_before_replace=True),
                 )
@@ -112,6 +114,21 @@ class Hypervisor(pulumi.ComponentResource):
         self.register_outputs({
             "domains": {name: d.id for name, d in self.domains.items()},
         })
+
+    def _verified_image(self, pool: PoolSpec, index: int) -> pulumi.Input[str]:
+        """The base image as libvirt should read it: with a pinned checksum, a local copy
+        fetched and verified on this machine first (the provider itself checks nothing)."""
+        if pool.base_image_checksum is None:
+            return pool.base_image
+        fetched = local.Command(
+            f"base-image-{index}-verified",
+            create=(SCRIPTS_DIR / "local" / "fetch-base-image.sh").read_text(),
+            interpreter=["/bin/bash", "-c"],
+            environment={"IMAGE_SOURCE": pool.base_image,
+                         "IMAGE_CHECKSUM": pool.base_image_checksum},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return fetched.stdout.apply(lambda path: path.strip())
 
     def _opts(self, provider: libvirt.Provider, *, delete_before_replace: bool = False,
               depends_on: list[pulumi.Resource] | None = None) -> pulumi.ResourceOptions:

@@ -35,7 +35,8 @@ class NodeJoin(pulumi.ComponentResource):
         registration = node_registration(node)
         endpoint = spec.control_plane_endpoint
         join_config = pulumi.Output.all(pki.join_token, pki.ca_cert_hash).apply(
-            lambda v: render_join_config(registration, endpoint, v[0], v[1], str(node.ip)))
+            lambda v: render_join_config(registration, endpoint, v[0], v[1], str(node.ip),
+                                         spec.kubernetes.control_plane_timeout))
         files: dict[str, pulumi.Input[str]] = {"KUBEADM_JOIN_CONFIG": join_config}
         params = {"CONTROL_PLANE": "1" if node.pool.is_control_plane else "0"}
         if node.pool.is_control_plane:

@@ -6,6 +6,7 @@ parallel) -> containerd config (needs every runtime it names) -> ready.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 
 import pulumi
@@ -15,9 +16,11 @@ from components.remote import script_step
 from components.render.containerd import (
     config_version_for,
     render_containerd_config,
+    render_registry_hosts,
     render_runsc_toml,
 )
 from components.spec import ClusterSpec, NodeSpec
+from components.spec.artifacts import image_registry, stack_images
 
 MIN_FREE_GIB = 5
 
@@ -43,8 +46,21 @@ def containerd_configs(spec: ClusterSpec, node: NodeSpec) -> dict[str, str]:
     """Both schema versions; the node script installs the one its containerd reads."""
     # Validates the pinned version is one we can render for (raises otherwise).
     config_version_for(spec.containerd.version)
-    return {f"CONTAINERD_CONFIG_V{v}": render_containerd_config(v, node.handlers)
+    return {f"CONTAINERD_CONFIG_V{v}": render_containerd_config(
+                v, node.handlers, sandbox_image=spec.kubernetes.pause_image)
             for v in (2, 3)}
+
+
+def registry_hosts(spec: ClusterSpec) -> str:
+    """Lines "<registry> <hosts.toml, base64>" for every upstream registry with a mirror."""
+    lines = []
+    for registry in sorted({image_registry(i) for i in stack_images(spec)}
+                           | set(spec.mirrors.registries)):
+        mirror = spec.mirrors.registry_host(registry)
+        if mirror:
+            hosts = render_registry_hosts(registry, mirror).encode()
+            lines.append(f"{registry} {base64.b64encode(hosts).decode()}\n")
+    return "".join(lines)
 
 
 class NodeRuntime(pulumi.ComponentResource):
@@ -92,7 +108,7 @@ class NodeRuntime(pulumi.ComponentResource):
                              [self.preflight])
             runtime_steps.append(self.kata)
 
-        files = containerd_configs(spec, node)
+        files = {**containerd_configs(spec, node), "REGISTRY_HOSTS": registry_hosts(spec)}
         if "gvisor" in node.pool.runtimes:
             files["RUNSC_TOML"] = render_runsc_toml(spec.gvisor.platform, spec.gvisor.flags)
         self.containerd_config = step("containerd-config", "configure-containerd.sh",

@@ -9,9 +9,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.render.guardrails import PROOF_NAMESPACE, proof_job
-from components.spec import ClusterSpec
+from components.spec import SAMPLE_IMAGE, ClusterSpec
 
-SAMPLE_IMAGE = "docker.io/library/nginx:1.27"
 SAMPLE_NAMESPACE = "default"
 
 

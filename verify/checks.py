@@ -13,8 +13,8 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from components.render.guardrails import POLICY_NAME, PROOF_IMAGE, proof_job
-from components.spec import SANDBOX_HANDLERS, TENANT_LABEL, sandbox_label
+from components.render.guardrails import POLICY_NAME, proof_job
+from components.spec import PROOF_IMAGE, SANDBOX_HANDLERS, TENANT_LABEL, sandbox_label
 from verify.kube import Cluster, KubeError, Obj
 from verify.report import Row, Status, one_line
 

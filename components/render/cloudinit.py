@@ -47,6 +47,9 @@ class NodeCloudInit:
     admin_ssh_public_key: str
     host_key_ed25519_private: str
     host_key_ed25519_public: str
+    # Debian archive mirrors (an air-gapped site's); None keeps the image's own sources.
+    apt_mirror: str | None = None
+    apt_security_mirror: str | None = None
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,22 @@ def render_user_data(node: NodeCloudInit) -> str:
         # once the VM's agent channel appears.)
         "runcmd": [["sh", "-ec", RUNCMD]],
     }
+    apt = _apt_sources(node)
+    if apt:
+        document["apt"] = apt
     return "#cloud-config\n" + _dump(document)
+
+
+def _apt_sources(node: NodeCloudInit) -> dict[str, object]:
+    """The image's sources replaced by the mirrors (so no package request leaves the site)."""
+    apt: dict[str, object] = {}
+    if node.apt_mirror:
+        apt["primary"] = [{"arches": ["default"], "uri": node.apt_mirror}]
+    if node.apt_security_mirror:
+        apt["security"] = [{"arches": ["default"], "uri": node.apt_security_mirror}]
+    if apt:
+        apt["preserve_sources_list"] = False
+    return apt
 
 
 def render_meta_data(instance_id: str, hostname: str) -> str:

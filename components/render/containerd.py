@@ -17,6 +17,10 @@ RUNSC_CONFIG_PATH = "/etc/containerd/runsc.toml"
 KATA_CONFIG_PATH = "/opt/kata/share/defaults/kata-containers/configuration.toml"
 # kubeadm 1.34's pause image; matching it avoids the kubelet/containerd sandbox image mismatch.
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10.1"
+# One hosts.toml per upstream registry (`<dir>/<registry>/hosts.toml`), read at every pull.
+REGISTRY_CONFIG_DIR = "/etc/containerd/certs.d"
+# Where an upstream registry's default endpoint differs from its name.
+_UPSTREAM_SERVER = {"docker.io": "https://registry-1.docker.io"}
 
 _RUNTIME_PLUGIN = {2: 'plugins."io.containerd.grpc.v1.cri"',
                    3: 'plugins."io.containerd.cri.v1.runtime"'}
@@ -56,6 +60,7 @@ def render_containerd_config(
     snapshotter: str = "overlayfs",
     sandbox_image: str = PAUSE_IMAGE,
     systemd_cgroup: bool = True,
+    registry_config_dir: str = REGISTRY_CONFIG_DIR,
 ) -> str:
     """The whole config.toml for one node; the node script replaces the file, never appends.
 
@@ -90,6 +95,9 @@ def render_containerd_config(
             f"  snapshotter = {_toml_value(snapshotter)}",
             '  default_runtime_name = "runc"',
             "",
+            f"[{images}.registry]",
+            f"  config_path = {_toml_value(registry_config_dir)}",
+            "",
         ]
     else:
         lines += [
@@ -98,6 +106,9 @@ def render_containerd_config(
             "",
             f"[{images}.pinned_images]",
             f"  sandbox = {_toml_value(sandbox_image)}",
+            "",
+            f"[{images}.registry]",
+            f"  config_path = {_toml_value(registry_config_dir)}",
             "",
             f"[{runtime}]",
             f"  restrict_oom_score_adj = {_toml_value(restrict_oom_score_adj)}",
@@ -151,4 +162,20 @@ def render_runsc_toml(platform: str = "systrap",
     lines = ["# Rendered by sandboxed-k8s; replaced whole on every run.", "[runsc_config]"]
     lines += [f"  {json.dumps(k)} = {json.dumps(_flag_value(v))}"
               for k, v in sorted(values.items())]
+    return "\n".join(lines) + "\n"
+
+
+def render_registry_hosts(upstream: str, mirror: str) -> str:
+    """containerd's hosts.toml sending an upstream registry's pulls to a mirror.
+
+    A mirror URL with a path (`http://m:5000/v2/registry.k8s.io`) is used as the API root as
+    written (override_path); one without a path is a plain registry mirror. The upstream stays
+    the last resort, as containerd always keeps it.
+    """
+    server = _UPSTREAM_SERVER.get(upstream, f"https://{upstream}")
+    lines = ["# Rendered by sandboxed-k8s; replaced whole on every run.",
+             f"server = {_toml_value(server)}", "",
+             f"[host.{_toml_value(mirror)}]", '  capabilities = ["pull", "resolve"]']
+    if "/" in mirror.split("://", 1)[-1]:
+        lines.append("  override_path = true")
     return "\n".join(lines) + "\n"

@@ -10,7 +10,7 @@ import ipaddress
 from collections.abc import Sequence
 from typing import Any
 
-from components.spec import TENANT_LABEL, TenantSpec
+from components.spec import PROOF_IMAGE, TENANT_LABEL, TenantSpec
 
 POLICY_NAME = "sandboxed-k8s-tenant-pods"
 SERVICES_POLICY_NAME = "sandboxed-k8s-tenant-services"
@@ -18,7 +18,6 @@ SECRETS_POLICY_NAME = "sandboxed-k8s-tenant-secrets"
 # On a tenant namespace whose Services may take node ports (tenants[].allowNodeServices).
 NODE_SERVICES_LABEL = "sandboxed-k8s.io/node-services"
 PROOF_NAMESPACE = "sandbox-proof"
-PROOF_IMAGE = "docker.io/library/busybox:1.36.1"
 # Link-local covers the cloud metadata address 169.254.169.254 and its neighbours.
 LINK_LOCAL = "169.254.0.0/16"
 

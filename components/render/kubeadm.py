@@ -48,6 +48,9 @@ class ClusterConfig:
     pod_cidr: str
     service_cidr: str
     cert_sans: Sequence[str] = field(default=())
+    image_repository: str = "registry.k8s.io"
+    etcd_image_tag: str = "3.6.5-0"
+    coredns_image_tag: str = "v1.12.1"
 
 
 def _kubelet_configuration() -> dict[str, object]:
@@ -62,12 +65,18 @@ def _kubelet_configuration() -> dict[str, object]:
     }
 
 
+def waits(timeout: str) -> dict[str, str]:
+    """kubeadm's waits for the kubelet and the control plane (4m each by default): slow hosts,
+    such as nodes under software emulation, need them raised."""
+    return {"controlPlaneComponentHealthCheck": timeout, "kubeletHealthCheck": timeout}
+
+
 def _dump_all(documents: Sequence[Mapping[str, object]]) -> str:
     return yaml.safe_dump_all(documents, sort_keys=False, default_flow_style=False, width=4096)
 
 
 def render_init_config(cluster: ClusterConfig, node: NodeRegistration, advertise_address: str,
-                       token: str, token_ttl: str) -> str:
+                       token: str, token_ttl: str, timeout: str = "4m") -> str:
     """kubeadm init --config: InitConfiguration + ClusterConfiguration + KubeletConfiguration."""
     init = {
         "apiVersion": KUBEADM_API,
@@ -80,6 +89,7 @@ def render_init_config(cluster: ClusterConfig, node: NodeRegistration, advertise
         }],
         "localAPIEndpoint": {"advertiseAddress": advertise_address, "bindPort": 6443},
         "nodeRegistration": node.render(),
+        "timeouts": waits(timeout),
     }
     cluster_config = {
         "apiVersion": KUBEADM_API,
@@ -88,6 +98,11 @@ def render_init_config(cluster: ClusterConfig, node: NodeRegistration, advertise
         "clusterName": cluster.cluster_name,
         "controlPlaneEndpoint": cluster.control_plane_endpoint,
         "networking": {"podSubnet": cluster.pod_cidr, "serviceSubnet": cluster.service_cidr},
+        # Written out, not left to kubeadm's defaults, so they match the artifact list (and so
+        # a mirror holding exactly that list) and the sandbox image containerd pins.
+        "imageRepository": cluster.image_repository,
+        "etcd": {"local": {"imageTag": cluster.etcd_image_tag}},
+        "dns": {"imageTag": cluster.coredns_image_tag},
         "apiServer": {
             "certSANs": list(cluster.cert_sans),
             "extraArgs": [
@@ -119,7 +134,7 @@ def _host_dir(name: str, path: str, read_only: bool) -> dict[str, object]:
 
 
 def render_join_config(node: NodeRegistration, api_endpoint: str, token: str,
-                       ca_cert_hash: str, advertise_address: str) -> str:
+                       ca_cert_hash: str, advertise_address: str, timeout: str = "4m") -> str:
     """kubeadm join --config; discovery is pinned to the cluster CA's public key hash."""
     join: dict[str, object] = {
         "apiVersion": KUBEADM_API,
@@ -130,6 +145,7 @@ def render_join_config(node: NodeRegistration, api_endpoint: str, token: str,
             "caCertHashes": [ca_cert_hash],
         }},
         "nodeRegistration": node.render(),
+        "timeouts": waits(timeout),
     }
     if node.control_plane:
         # The CA, front-proxy CA, etcd CA and service-account keys are placed by the join

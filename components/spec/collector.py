@@ -13,6 +13,8 @@ VERSION_RE = re.compile(r"^\d+\.\d+\.\d+$")
 CONTAINERD_SUPPORTED_RE = re.compile(r"^(1\.[67]|2\.\d+)\.\d+$")
 GVISOR_RELEASE_RE = re.compile(r"^\d{8}(\.\d+)?$")
 PINNED_IMAGE_RE = re.compile(r"^[a-z0-9.\-/]+(:v\d+\.\d+\.\d+\S*|@sha256:[0-9a-f]{64})$")
+IMAGE_REPOSITORY_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?(:\d+)?"
+                                 r"(/[a-z0-9]([-a-z0-9._]*[a-z0-9])?)*$")
 IMAGE_TAG_RE = re.compile(r"^v\d+\.\d+\.\d+(-[0-9A-Za-z.]+)?$")
 DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 LABEL_NAME_RE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from components.spec.model import DEFAULT_LIBVIRT_URI
+from components.spec.model import DEFAULT_IMAGE_REPOSITORY, DEFAULT_LIBVIRT_URI
 
 DEFAULT_BASE_IMAGE = (
     "https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-genericcloud-amd64.qcow2"
@@ -13,8 +13,8 @@ DEFAULT_BASE_IMAGE = (
 DEFAULTS: dict[str, Any] = {
     "adminUser": "k8sadmin",
     "libvirt": {"uri": DEFAULT_LIBVIRT_URI, "storagePool": "default",
-                "baseImage": DEFAULT_BASE_IMAGE, "domainType": "kvm", "cpuMode": None,
-                "boot": None},
+                "baseImage": DEFAULT_BASE_IMAGE, "baseImageChecksum": None, "domainType": "kvm",
+                "cpuMode": None, "boot": None},
     "network": {"name": "sandboxed-k8s", "mode": "nat", "cidr": "10.17.0.0/24", "domain": None,
                 "bridge": None, "gateway": None, "dns": None, "controlPlaneVip": None,
                 "firstNodeHost": 10},
@@ -28,6 +28,13 @@ DEFAULTS: dict[str, Any] = {
         "kubeadmSha256": "6a2346006132f6e1ed0b5248e518098cf5abbce25bf11b8926fb1073091b83f4",
         "kubeletSha256": "9c5e717b774ee9b9285ce47e7d2150c29e84837eb19a7eaa24b60b1543c9d58f",
         "kubectlSha256": "9591f3d75e1581f3f7392e6ad119aab2f28ae7d6c6e083dc5d22469667f27253",
+        # kubeadm 1.34.2's own image defaults (cmd/kubeadm/app/constants), written out so the
+        # artifact list is exact and a mirror can be filled from it.
+        "imageRepository": DEFAULT_IMAGE_REPOSITORY,
+        "etcdImageTag": "3.6.5-0",
+        "corednsImageTag": "v1.12.1",
+        "pauseImageTag": "3.10.1",
+        "controlPlaneTimeout": "4m",
     },
     "containerd": {"version": "2.1.5",
                    "sha256": "403af72d9f956ed8a5ad5b0ac0f1e8e371a1488f2b9edf9b4ba13db0653936ea",
@@ -57,6 +64,8 @@ DEFAULTS: dict[str, Any] = {
              "baseUrl": "https://github.com/kata-containers/kata-containers/releases/download",
              "overhead": {"cpu": "250m", "memory": "320Mi"}},
     "kubeVip": {"version": "v0.9.2"},
+    "mirrors": {"files": None, "registry": None, "registries": {}, "apt": None,
+                "aptSecurity": None, "offline": False},
     "tenants": [],
     # The classic topology: master + worker1 (gVisor) + worker2 (plain runc).
     "pools": [
@@ -69,7 +78,7 @@ DEFAULTS: dict[str, Any] = {
 POOL_DEFAULTS: dict[str, Any] = {
     "role": "worker", "count": 1, "cpu": 2, "memoryMiB": 4096, "diskGiB": 20, "runtimes": [],
     "labels": {}, "taints": [], "libvirtUri": None, "names": None, "baseImage": None,
-    "domainType": None, "cpuMode": None, "boot": None,
+    "baseImageChecksum": None, "domainType": None, "cpuMode": None, "boot": None,
 }
 BOOT_DEFAULTS: dict[str, Any] = {"kernel": None, "initrd": None, "cmdline": ""}
 TAINT_KEYS = ("key", "value", "effect")

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from typing import Any
 
-from components.spec.collector import DNS_LABEL_RE, TTL_RE, URL_RE, VERSION_RE, Collector
-from components.spec.defaults import DEFAULTS
+from components.spec.collector import (
+    DNS_LABEL_RE,
+    IMAGE_REPOSITORY_RE,
+    TTL_RE,
+    URL_RE,
+    VERSION_RE,
+    Collector,
+)
 from components.spec.model import Artifact, KubernetesSpec
 
+# A pinned tag: never `latest`, which would move under a mirror.
+IMAGE_TAG_ANY = re.compile(r"^(?!latest$)[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
-def read_kubernetes(c: Collector, raw: Any) -> KubernetesSpec:
-    k8s = c.section(raw, "kubernetes", DEFAULTS["kubernetes"])
+
+def read_kubernetes(c: Collector, raw: Any, defaults: Mapping[str, Any]) -> KubernetesSpec:
+    k8s = c.section(raw, "kubernetes", defaults["kubernetes"])
     version = c.string(k8s["version"], "kubernetes.version", VERSION_RE,
                        "a pinned version like 1.34.2 (no 'v', no 'latest')")
     base_url = c.string(k8s["baseUrl"], "kubernetes.baseUrl", URL_RE, "an http(s):// URL")
@@ -31,4 +42,16 @@ def read_kubernetes(c: Collector, raw: Any) -> KubernetesSpec:
         kubectl=binaries["kubectl"],
         token_ttl=c.string(k8s["tokenTtl"], "kubernetes.tokenTtl", TTL_RE,
                            "a duration like 30m or 2h"),
+        image_repository=c.string(k8s["imageRepository"], "kubernetes.imageRepository",
+                                  IMAGE_REPOSITORY_RE,
+                                  "a registry and path such as registry.k8s.io").rstrip("/"),
+        etcd_image_tag=c.string(k8s["etcdImageTag"], "kubernetes.etcdImageTag", IMAGE_TAG_ANY,
+                                "an image tag such as 3.6.5-0"),
+        coredns_image_tag=c.string(k8s["corednsImageTag"], "kubernetes.corednsImageTag",
+                                   IMAGE_TAG_ANY, "an image tag such as v1.12.1"),
+        pause_image_tag=c.string(k8s["pauseImageTag"], "kubernetes.pauseImageTag",
+                                 IMAGE_TAG_ANY, "an image tag such as 3.10.1"),
+        control_plane_timeout=c.string(k8s["controlPlaneTimeout"],
+                                       "kubernetes.controlPlaneTimeout", TTL_RE,
+                                       "a duration like 4m or 20m"),
     )

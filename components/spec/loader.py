@@ -6,9 +6,11 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from components.spec.artifacts import internet_fetches
 from components.spec.collector import IMAGE_TAG_RE, LIBVIRT_URI_RE, Collector
 from components.spec.defaults import DEFAULTS
 from components.spec.kubernetes import read_kubernetes
+from components.spec.mirrors import effective_defaults, read_mirrors, with_files_mirror
 from components.spec.model import CPU_MODES, DOMAIN_TYPES, ClusterSpec, ConfigError, PoolSpec
 from components.spec.network import assign_nodes, check_disjoint, read_network, with_vip
 from components.spec.pools import MachineDefaults, read_boot, read_pools
@@ -31,16 +33,19 @@ def load(raw: Mapping[str, Any], stack: str) -> ClusterSpec:
     admin_user = c.string(top["adminUser"], "adminUser", _LINUX_USER, "a Linux user name")
     if admin_user == "root":
         c.error("adminUser", "must not be root")
-    libvirt = c.section(top["libvirt"], "libvirt", DEFAULTS["libvirt"])
+    mirrors = read_mirrors(c, top["mirrors"])
+    defaults = effective_defaults(mirrors)
+    top = with_files_mirror(top, mirrors)
+    libvirt = c.section(top["libvirt"], "libvirt", defaults["libvirt"])
     c.string(libvirt["uri"], "libvirt.uri", LIBVIRT_URI_RE, "a libvirt URI such as qemu:///system")
     storage_pool = c.string(libvirt["storagePool"], "libvirt.storagePool")
 
     network, raw_vip = read_network(c, top["network"], stack)
-    kubernetes = read_kubernetes(c, top["kubernetes"])
+    kubernetes = read_kubernetes(c, top["kubernetes"], defaults)
     check_disjoint(c, {"network.cidr": network.cidr, "kubernetes.podCidr": kubernetes.pod_cidr,
                        "kubernetes.serviceCidr": kubernetes.service_cidr})
-    runtimes = read_node_runtimes(c, top)
-    gvisor = read_gvisor(c, top["gvisor"])
+    runtimes = read_node_runtimes(c, top, defaults)
+    gvisor = read_gvisor(c, top["gvisor"], defaults)
 
     machine = MachineDefaults(
         c.choice(libvirt["domainType"], "libvirt.domainType", DOMAIN_TYPES),
@@ -49,7 +54,7 @@ def load(raw: Mapping[str, Any], stack: str) -> ClusterSpec:
         read_boot(c, libvirt["boot"], "libvirt.boot"),
     )
     pools = read_pools(c, top["pools"], libvirt, machine)
-    kata = read_kata(c, top["kata"], pools)
+    kata = read_kata(c, top["kata"], pools, defaults)
     kube_vip_raw = c.section(top["kubeVip"], "kubeVip", DEFAULTS["kubeVip"])
     kube_vip_version = c.string(kube_vip_raw["version"], "kubeVip.version", IMAGE_TAG_RE,
                                 "a tag like v0.9.2")
@@ -64,7 +69,7 @@ def load(raw: Mapping[str, Any], stack: str) -> ClusterSpec:
 
     if c.problems:
         raise ConfigError(c.problems)
-    return ClusterSpec(
+    spec = ClusterSpec(
         stack=stack,
         admin_user=admin_user,
         storage_pool=storage_pool,
@@ -81,7 +86,14 @@ def load(raw: Mapping[str, Any], stack: str) -> ClusterSpec:
         pools=tuple(pools),
         nodes=tuple(nodes),
         tenants=tuple(tenants),
+        mirrors=mirrors,
     )
+    if mirrors.offline and (online := internet_fetches(spec)):
+        raise ConfigError(["mirrors.offline: these would still come from the internet; name a "
+                           "mirror (mirrors.files, mirrors.registry, mirrors.apt, "
+                           "mirrors.aptSecurity) or a source for each:",
+                           *(f"  {f.kind} {f.source}" for f in online)])
+    return spec
 
 
 def _check_pools(c: Collector, pools: Sequence[PoolSpec]) -> PoolSpec | None:

@@ -43,6 +43,13 @@ ROLES = ("control-plane", "worker")
 KUBEADM_MIN_MEMORY_MIB = 1700
 KUBEADM_MIN_CPUS_CONTROL_PLANE = 2
 DEFAULT_LIBVIRT_URI = "qemu:///system"
+DEFAULT_IMAGE_REPOSITORY = "registry.k8s.io"
+KUBEADM_COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler",
+                      "kube-proxy")
+# Images the program names itself (the rest are pinned by the stack's config).
+SAMPLE_IMAGE = "docker.io/library/nginx:1.27"
+PROOF_IMAGE = "docker.io/library/busybox:1.36.1"
+KUBE_VIP_REPOSITORY = "ghcr.io/kube-vip/kube-vip"
 
 
 class ConfigError(ValueError):
@@ -70,6 +77,31 @@ class Artifact:
 
 
 @dataclass(frozen=True)
+class MirrorSpec:
+    """Where nodes fetch from instead of the internet (an air-gapped site's mirrors)."""
+
+    files: str | None = None  # serves every download at <files>/<upstream host>/<path>
+    registry: str | None = None  # serves every image as <registry>/<upstream host>/<path>
+    # Upstream registry -> containerd mirror host URL, overriding `registry` for that one.
+    registries: Mapping[str, str] = field(default_factory=dict)
+    apt: str | None = None  # a Debian archive mirror for cloud-init's packages
+    apt_security: str | None = None  # a Debian security archive mirror
+    offline: bool = False  # refuse any artifact that would still come from the internet
+
+    @property
+    def any(self) -> bool:
+        return bool(self.files or self.registry or self.registries or self.apt)
+
+    def registry_host(self, upstream: str) -> str | None:
+        """The mirror host URL containerd is given for an upstream registry, if any."""
+        if upstream in self.registries:
+            return self.registries[upstream]
+        if self.registry:
+            return f"{self.registry}/v2/{upstream}"
+        return None
+
+
+@dataclass(frozen=True)
 class KubernetesSpec:
     version: str
     pod_cidr: ipaddress.IPv4Network
@@ -79,10 +111,32 @@ class KubernetesSpec:
     kubelet: Artifact
     kubectl: Artifact
     token_ttl: str
+    # Where kubeadm pulls the control-plane images, and the sandbox (pause) image every node
+    # uses; the tags are kubeadm's defaults for `version`, pinned here so nothing is implied.
+    image_repository: str = "registry.k8s.io"
+    etcd_image_tag: str = "3.6.5-0"
+    coredns_image_tag: str = "v1.12.1"
+    pause_image_tag: str = "3.10.1"
+    # kubeadm's wait for the control plane's health (its default is 4m); slow hosts need more.
+    control_plane_timeout: str = "4m"
 
     @property
     def minor(self) -> str:
         return ".".join(self.version.split(".")[:2])
+
+    @property
+    def pause_image(self) -> str:
+        return f"{self.image_repository}/pause:{self.pause_image_tag}"
+
+    @property
+    def control_plane_images(self) -> tuple[str, ...]:
+        """What kubeadm pulls, named as kubeadm names them (`kubeadm config images list`)."""
+        repo, tag = self.image_repository, f"v{self.version}"
+        # kubeadm keeps CoreDNS's own sub-path only in the default repository.
+        coredns = "coredns/coredns" if repo == DEFAULT_IMAGE_REPOSITORY else "coredns"
+        return (*(f"{repo}/{c}:{tag}" for c in KUBEADM_COMPONENTS),
+                f"{repo}/{coredns}:{self.coredns_image_tag}", self.pause_image,
+                f"{repo}/etcd:{self.etcd_image_tag}")
 
 
 @dataclass(frozen=True)
@@ -172,6 +226,7 @@ class PoolSpec:
     domain_type: str = "kvm"
     cpu_mode: str = "host-passthrough"
     boot: DirectBoot | None = None
+    base_image_checksum: str | None = None  # "<sha256|sha512>:<hex>"; verified before use
 
     @property
     def is_control_plane(self) -> bool:
@@ -225,6 +280,7 @@ class ClusterSpec:
     pools: tuple[PoolSpec, ...]
     nodes: tuple[NodeSpec, ...] = field(default=())
     tenants: tuple[TenantSpec, ...] = field(default=())
+    mirrors: MirrorSpec = field(default_factory=lambda: MirrorSpec())
 
     @property
     def control_plane_pool(self) -> PoolSpec:

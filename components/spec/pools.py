@@ -111,8 +111,13 @@ def read_pools(c: Collector, raw: Any, libvirt: Mapping[str, Any],
         uri = p["libvirtUri"] if p["libvirtUri"] is not None else libvirt["uri"]
         uri = c.string(uri, f"{path}.libvirtUri", LIBVIRT_URI_RE,
                        "a libvirt URI such as qemu:///system or qemu+ssh://user@host/system")
-        base_image = p["baseImage"] if p["baseImage"] is not None else libvirt["baseImage"]
-        base_image = c.string(base_image, f"{path}.baseImage", None, "an image URL or path")
+        # The checksum comes from where the image does: a pool's own image never inherits the
+        # checksum pinned for libvirt.baseImage.
+        image_from = p if p["baseImage"] is not None else libvirt
+        image_path = f"{path}.baseImage" if image_from is p else "libvirt.baseImage"
+        base_image = c.string(image_from["baseImage"], image_path, None, "an image URL or path")
+        checksum = read_image_checksum(c, image_from["baseImageChecksum"],
+                                       f"{image_path}Checksum")
         domain_type, cpu_mode, boot = read_machine(c, p, machine, path)
         names: tuple[str, ...]
         if p["names"] is None:
@@ -125,8 +130,19 @@ def read_pools(c: Collector, raw: Any, libvirt: Mapping[str, Any],
                           for j, n in enumerate(p["names"]))
         pools.append(PoolSpec(name, role, count, cpu, memory, disk, tuple(runtimes), labels,
                               tuple(taints), uri, names, base_image, domain_type, cpu_mode,
-                              boot))
+                              boot, checksum))
     return pools
+
+
+def read_image_checksum(c: Collector, value: Any, path: str) -> str | None:
+    """`sha256:<hex>` or `sha512:<hex>` (Debian publishes SHA512SUMS for its cloud images)."""
+    if value is None:
+        return None
+    algorithm, _, digest = str(value).partition(":")
+    if algorithm not in ("sha256", "sha512"):
+        c.error(path, f"{value!r} must be sha256:<hex> or sha512:<hex>")
+        return None
+    return f"{algorithm}:{c.checksum(digest, path, algorithm)}"
 
 
 @dataclass(frozen=True)

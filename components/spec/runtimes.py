@@ -15,7 +15,6 @@ from components.spec.collector import (
     VERSION_RE,
     Collector,
 )
-from components.spec.defaults import DEFAULTS
 from components.spec.model import (
     RUNSC_FLAG_ALLOWLIST,
     RUNSC_PLATFORMS,
@@ -36,20 +35,21 @@ class NodeRuntimes:
     cni: CniSpec
 
 
-def read_node_runtimes(c: Collector, top: Mapping[str, Any]) -> NodeRuntimes:
-    containerd = c.artifact(c.section(top["containerd"], "containerd", DEFAULTS["containerd"]),
+def read_node_runtimes(c: Collector, top: Mapping[str, Any],
+                       defaults: Mapping[str, Any]) -> NodeRuntimes:
+    containerd = c.artifact(c.section(top["containerd"], "containerd", defaults["containerd"]),
                             "containerd")
     if VERSION_RE.match(containerd.version) and \
             not CONTAINERD_SUPPORTED_RE.match(containerd.version):
         c.error("containerd.version", f"{containerd.version} is not supported; use 1.6.x, 1.7.x "
                                       "or 2.x")
-    cni_raw = c.section(top["cni"], "cni", DEFAULTS["cni"])
+    cni_raw = c.section(top["cni"], "cni", defaults["cni"])
     return NodeRuntimes(
         containerd=containerd,
-        runc=c.artifact(c.section(top["runc"], "runc", DEFAULTS["runc"]), "runc"),
+        runc=c.artifact(c.section(top["runc"], "runc", defaults["runc"]), "runc"),
         cni_plugins=c.artifact(c.section(top["cniPlugins"], "cniPlugins",
-                                         DEFAULTS["cniPlugins"]), "cniPlugins"),
-        crictl=c.artifact(c.section(top["crictl"], "crictl", DEFAULTS["crictl"]), "crictl"),
+                                         defaults["cniPlugins"]), "cniPlugins"),
+        crictl=c.artifact(c.section(top["crictl"], "crictl", defaults["crictl"]), "crictl"),
         cni=CniSpec(
             c.string(cni_raw["flannelVersion"], "cni.flannelVersion", IMAGE_TAG_RE,
                      "a tag like v0.27.4"),
@@ -78,9 +78,9 @@ def _runsc_flags(c: Collector, raw: Any) -> dict[str, str]:
     return flags
 
 
-def read_gvisor(c: Collector, raw: Any) -> GvisorSpec:
-    g = c.section(raw, "gvisor", DEFAULTS["gvisor"])
-    overhead = c.section(g["overhead"], "gvisor.overhead", DEFAULTS["gvisor"]["overhead"])
+def read_gvisor(c: Collector, raw: Any, defaults: Mapping[str, Any]) -> GvisorSpec:
+    g = c.section(raw, "gvisor", defaults["gvisor"])
+    overhead = c.section(g["overhead"], "gvisor.overhead", defaults["gvisor"]["overhead"])
     layout = c.choice(g["layout"], "gvisor.layout", ("binaries", "archive"))
     checksums: dict[str, str] = {}
     if layout == "binaries":
@@ -106,10 +106,11 @@ def read_gvisor(c: Collector, raw: Any) -> GvisorSpec:
     )
 
 
-def read_kata(c: Collector, raw: Any, pools: Sequence[PoolSpec]) -> KataSpec:
+def read_kata(c: Collector, raw: Any, pools: Sequence[PoolSpec],
+              defaults: Mapping[str, Any]) -> KataSpec:
     """Kata's artifact is validated only when a pool runs it (its defaults may lag)."""
-    k = c.section(raw, "kata", DEFAULTS["kata"])
-    overhead = c.section(k["overhead"], "kata.overhead", DEFAULTS["kata"]["overhead"])
+    k = c.section(raw, "kata", defaults["kata"])
+    overhead = c.section(k["overhead"], "kata.overhead", defaults["kata"]["overhead"])
     artifact = (c.artifact(k, "kata") if any("kata" in p.runtimes for p in pools)
                 else Artifact(str(k["version"]), f"sha256:{k['sha256']}", str(k["baseUrl"])))
     return KataSpec(artifact, c.quantity(overhead["cpu"], "kata.overhead.cpu"),

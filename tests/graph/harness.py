@@ -66,6 +66,8 @@ def fake_state(typ: str, name: str, inputs: Mapping[str, Any]) -> dict[str, Any]
     if typ == "random:index/randomBytes:RandomBytes":
         raw = _fake_bytes("bytes/" + name, int(inputs.get("length", 32)))
         return {"base64": base64.b64encode(raw).decode(), "hex": raw.hex()}
+    if typ == "command:local:Command":  # fetch-base-image.sh prints the verified copy's path
+        return {"stdout": f"/cache/sandboxed-k8s/images/{name}.img\n"}
     return {}
 
 

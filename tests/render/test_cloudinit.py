@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import shutil
 import subprocess
@@ -76,6 +77,16 @@ def test_runcmd_installs_only_missing_packages(tmp_path: Path) -> None:
     assert not log.exists()  # everything present: apt is never called
 
 
+def test_apt_mirrors_replace_the_images_sources() -> None:
+    assert "apt" not in yaml.safe_load(render_user_data(NODE))
+    apt = yaml.safe_load(render_user_data(MIRRORED))["apt"]
+    assert apt == {
+        "primary": [{"arches": ["default"], "uri": "http://10.19.0.1:8080/debian"}],
+        "security": [{"arches": ["default"], "uri": "http://10.19.0.1:8080/debian-security"}],
+        "preserve_sources_list": False,
+    }
+
+
 def test_network_config_is_static() -> None:
     doc = yaml.safe_load(render_network_config(StaticNetwork(
         "52:54:00:aa:bb:cc", ipaddress.IPv4Interface("10.17.0.11/24"),
@@ -92,10 +103,15 @@ def test_meta_data() -> None:
         "instance-id": "dev-worker1", "local-hostname": "worker1"}
 
 
+MIRRORED = dataclasses.replace(NODE, apt_mirror="http://10.19.0.1:8080/debian",
+                               apt_security_mirror="http://10.19.0.1:8080/debian-security")
+
+
 @pytest.mark.skipif(shutil.which("cloud-init") is None, reason="needs Debian's cloud-init")
-def test_cloud_init_schema_accepts_user_data(tmp_path: Path) -> None:
+@pytest.mark.parametrize("node", [NODE, MIRRORED], ids=["upstream", "mirrored"])
+def test_cloud_init_schema_accepts_user_data(node: NodeCloudInit, tmp_path: Path) -> None:
     path = tmp_path / "user-data"
-    path.write_text(render_user_data(NODE))
+    path.write_text(render_user_data(node))
     result = subprocess.run(["cloud-init", "schema", "--config-file", str(path)],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -10,7 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from components.render.containerd import render_containerd_config, render_runsc_toml
+from components.render.containerd import (
+    render_containerd_config,
+    render_registry_hosts,
+    render_runsc_toml,
+)
 from components.render.scripts import (
     REMOTE_RUNNER,
     SCRIPTS_DIR,
@@ -427,3 +431,37 @@ def test_check_node_names_a_missing_kata_install(tmp_path: Path) -> None:
     assert "handlers configured: runc kata" in result.stderr
     assert "unmet: containerd-shim-kata-v2 not on PATH" in result.stderr
     assert "unmet: no Kata configuration" in result.stderr
+
+
+@pytest.mark.skipif(shutil.which("containerd") is None, reason="needs Debian's containerd")
+def test_configure_containerd_owns_the_registry_mirrors(tmp_path: Path) -> None:
+    hosts = {r: render_registry_hosts(r, f"http://10.19.0.1:5000/v2/{r}")
+             for r in ("docker.io", "registry.k8s.io")}
+
+    def listing(registries: dict[str, str]) -> str:
+        return "".join(f"{r} {b64(text)}\n" for r, text in registries.items())
+
+    env = {**configure_env(tmp_path, ["runc"], ["runc"]), "REGISTRY_HOSTS_B64": b64(listing(hosts))}
+    certs = tmp_path / "etc/certs.d"
+    (certs / "quay.io").mkdir(parents=True)  # a mirror the stack no longer names
+    (certs / "quay.io/hosts.toml").write_text('server = "https://quay.io"\n')
+    first = run_script("configure-containerd.sh", env, check=True)
+    for registry, text in hosts.items():
+        assert (certs / registry / "hosts.toml").read_text() == text
+    assert not (certs / "quay.io").exists()
+    assert "registry mirror for quay.io removed" in first.stderr
+    second = run_script("configure-containerd.sh", env, check=True)
+    assert "registry mirror" not in second.stderr
+    # Mirrors off: every hosts.toml goes, so pulls return to the registries themselves.
+    run_script("configure-containerd.sh", {**env, "REGISTRY_HOSTS_B64": ""}, check=True)
+    assert list(certs.iterdir()) == []
+
+
+@pytest.mark.skipif(shutil.which("containerd") is None, reason="needs Debian's containerd")
+def test_configure_containerd_refuses_a_bad_registry_name(tmp_path: Path) -> None:
+    bad = "../../etc " + b64('server = "x"') + "\n"
+    env = {**configure_env(tmp_path, ["runc"], ["runc"]), "REGISTRY_HOSTS_B64": b64(bad)}
+    result = run_script("configure-containerd.sh", env)
+    assert result.returncode != 0
+    assert "invalid registry" in result.stderr
+    assert not (tmp_path / "etc/config.toml").exists()

@@ -5,8 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from components.render.guardrails import PROOF_IMAGE
-from components.spec import SANDBOX_HANDLERS
+from components.spec import PROOF_IMAGE, SANDBOX_HANDLERS
 from tests.verify.fake import (
     FakeCluster,
     node_key,

@@ -1,0 +1,1 @@
+"""`python -m artifacts STACK`: every artifact a stack fetches, to fill an air-gapped mirror."""

@@ -1,0 +1,97 @@
+"""Command line: `python -m artifacts STACK [-o text|json] [--internet-only]`.
+
+STACK is a stack name (its file `stacks/Pulumi.<name>.yaml`) or the path of a stack file. No
+Pulumi CLI or cloud is needed: the stack's config is validated exactly as `pulumi up` does.
+
+Exit status: 0 with the list; 1 when --internet-only finds any; 2 for an unreadable stack
+file or an invalid configuration (every problem printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from components.spec import PROJECT, ClusterSpec, ConfigError, load
+from components.spec.artifacts import Fetch, stack_fetches
+
+STACKS_DIR = Path(__file__).resolve().parents[1] / "stacks"
+
+
+def stack_file(stack: str) -> Path:
+    path = Path(stack)
+    return path if path.suffix in (".yaml", ".yml") else STACKS_DIR / f"Pulumi.{stack}.yaml"
+
+
+def stack_name(path: Path) -> str:
+    """`Pulumi.dev.yaml` -> `dev`, as Pulumi names the stack of a stack file."""
+    name = path.name
+    for suffix in (".yaml", ".yml"):
+        name = name.removesuffix(suffix)
+    return name.removeprefix("Pulumi.")
+
+
+def project_config(document: Mapping[str, Any]) -> dict[str, Any]:
+    """The project's keys of a stack file, without the `sandboxed-k8s:` prefix."""
+    config = document.get("config") or {}
+    prefix = f"{PROJECT}:"
+    return {k[len(prefix):]: v for k, v in config.items() if k.startswith(prefix)}
+
+
+def load_stack_file(path: Path) -> ClusterSpec:
+    document = yaml.safe_load(path.read_text()) or {}
+    return load(project_config(document), stack_name(path))
+
+
+def render_text(fetches: Sequence[Fetch]) -> str:
+    width = max((len(f.kind) for f in fetches), default=0)
+    lines = []
+    for f in fetches:
+        line = f"{f.kind:<{width}}  {f.origin:<8}  {f.source}"
+        if f.checksum:
+            line += f"  {f.checksum}"
+        if f.via:
+            line += f"  via {f.via}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m artifacts",
+        description="List every file, image and package archive a stack fetches, with the "
+                    "pinned checksum where there is one and where it comes from (mirror, a "
+                    "source the stack names, or the internet).")
+    parser.add_argument("stack", help="a stack name (stacks/Pulumi.<name>.yaml) or stack file")
+    parser.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    parser.add_argument("--internet-only", action="store_true",
+                        help="only what would still come from the internet; exit 1 if any")
+    args = parser.parse_args(argv)
+    path = stack_file(args.stack)
+    try:
+        spec = load_stack_file(path)
+    except OSError as err:
+        print(f"cannot read stack file {path}: {err.strerror}", file=sys.stderr)
+        return 2
+    except ConfigError as err:
+        print(f"{path}: {err}", file=sys.stderr)
+        return 2
+    fetches = stack_fetches(spec)
+    if args.internet_only:
+        fetches = [f for f in fetches if f.origin == "internet"]
+    if args.output == "json":
+        print(json.dumps([asdict(f) for f in fetches], indent=2))
+    else:
+        sys.stdout.write(render_text(fetches))
+    return 1 if args.internet_only and fetches else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
