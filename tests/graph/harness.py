@@ -216,13 +216,15 @@ def engine_config(config: Mapping[str, Any]) -> dict[str, str]:
     return {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
 
 
-def run_program(config: Mapping[str, Any], stack: str = "test") -> Graph:
+def run_program(config: Mapping[str, Any], stack: str = "test",
+                mocks: pulumi.runtime.Mocks | None = None) -> Graph:
     """Evaluate __main__.py with `config` (keys "sandboxed-k8s:<key>") under mocks."""
     graph = Graph()
+    mocks = mocks or FakeProviders()
     runtime_config.set_all_config(engine_config(config), [])
     settings.set_root_resource(None)  # type: ignore[arg-type]
-    pulumi.runtime.set_mocks(FakeProviders(), project=PROJECT, stack=stack, preview=False,
-                             monitor=RecordingMonitor(FakeProviders(), graph))
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False,
+                             monitor=RecordingMonitor(mocks, graph))
     settings.SETTINGS.rpc_manager.clear()
     settings.SETTINGS.outputs.clear()
     def program() -> None:
