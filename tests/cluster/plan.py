@@ -1,0 +1,62 @@
+"""The program's remote steps for a whole cluster, as pulumi-command would run them.
+
+Evaluated with real keys and certificates (tests/graph/realtls.py), every step's `create`
+command and `stdin` are exactly what the engine would send over SSH to its node; `run_plan`
+order keeps every step after everything it waits for, so one runner executes them serially.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tests.graph.harness import Graph, Registration, run_program
+from tests.graph.realtls import RealTlsProviders
+
+REMOTE_COMMAND = "command:remote:Command"
+
+
+@dataclass(frozen=True)
+class RemoteStep:
+    name: str  # e.g. master-kubeadm-init
+    host: str
+    create: str
+    stdin: str
+
+
+@dataclass(frozen=True)
+class ClusterPlan:
+    graph: Graph
+    steps: tuple[RemoteStep, ...]  # in an order that respects the program's dependencies
+    waits: Mapping[str, frozenset[str]]  # step -> the steps it transitively waits for
+
+    @property
+    def kubeconfig(self) -> str:
+        return str(self.graph.stack_outputs["kubeconfig"][0])
+
+    @property
+    def admin_private_key(self) -> str:
+        return str(self.graph.stack_outputs["adminSshPrivateKey"][0])
+
+    def cloud_init(self, node: str) -> Registration:
+        return self.graph.named(f"{node}-cloudinit", "libvirt:index/cloudInitDisk:CloudInitDisk")
+
+
+def cluster_plan(config: Mapping[str, Any], stack: str) -> ClusterPlan:
+    graph = run_program(config, stack, mocks=RealTlsProviders())
+    commands = graph.of_type(REMOTE_COMMAND)
+    names = {r.urn: r.name for r in commands}
+    waits = {r.name: frozenset(names[u] for u in graph.ancestors(r.urn) if u in names)
+             for r in commands}
+    order: list[str] = []
+    while len(order) < len(commands):
+        ready = sorted(n for n, w in waits.items() if n not in order and w <= set(order))
+        if not ready:
+            raise AssertionError(f"the remote steps' dependencies form a cycle: {waits}")
+        order += ready
+    by_name = {r.name: r for r in commands}
+    steps = tuple(RemoteStep(n, by_name[n].inputs["connection"]["host"],
+                             str(by_name[n].inputs["create"]), str(by_name[n].inputs["stdin"]))
+                  for n in order)
+    return ClusterPlan(graph, steps, waits)
