@@ -32,7 +32,7 @@ import tarfile
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -188,6 +188,7 @@ class SSHClient:
         known_hosts: Path,
         host_key_type: str = "ssh-ed25519",
         host: str = "127.0.0.1",
+        prefix: Sequence[str] = (),
     ) -> None:
         self.port = port
         self.user = user
@@ -195,6 +196,7 @@ class SSHClient:
         self.known_hosts = known_hosts
         self.host_key_type = host_key_type
         self.host = host
+        self.prefix = tuple(prefix)  # e.g. nsenter into the network namespace of a tap NIC
 
     def ssh_command(self) -> list[str]:
         """The ssh argv up to and including the destination (append a remote command)."""
@@ -216,7 +218,8 @@ class SSHClient:
             "ServerAliveCountMax": "8",
             "LogLevel": "ERROR",
         }
-        argv = ["ssh", "-F", "/dev/null", "-T", "-p", str(self.port), "-i", str(self.private_key)]
+        argv = [*self.prefix, "ssh", "-F", "/dev/null", "-T", "-p", str(self.port),
+                "-i", str(self.private_key)]
         for key, value in opts.items():
             argv += ["-o", f"{key}={value}"]
         argv.append(f"{self.user}@{self.host}")
@@ -414,6 +417,8 @@ class BootedVM(SSHClient):
         private_key: Path,
         known_hosts: Path,
         host_key_type: str,
+        host: str = "127.0.0.1",
+        prefix: Sequence[str] = (),
     ) -> None:
         super().__init__(
             port=port,
@@ -421,6 +426,8 @@ class BootedVM(SSHClient):
             private_key=private_key,
             known_hosts=known_hosts,
             host_key_type=host_key_type,
+            host=host,
+            prefix=prefix,
         )
         self.process = process
         self.workdir = workdir
@@ -449,6 +456,8 @@ class BootedVM(SSHClient):
             private_key=private_key or self.private_key,
             known_hosts=known_hosts,
             host_key_type=key_type,
+            host=self.host,
+            prefix=self.prefix,
         )
 
     def console_tail(self, lines: int = 60) -> str:
@@ -523,6 +532,15 @@ class BootedVM(SSHClient):
                 self.process.wait(timeout=QEMU_STOP_TIMEOUT_S)
 
 
+@dataclass(frozen=True)
+class TapNic:
+    """A tap device in a network namespace the test made (joined to its bridge)."""
+
+    prefix: tuple[str, ...]  # runs a command in that namespace, e.g. nsenter -t PID -n
+    ifname: str
+    address: str  # the guest's address (from its network-config), reached over SSH
+
+
 def make_seed(
     path: Path,
     user_data: str,
@@ -564,6 +582,7 @@ def qemu_argv(
     extra_kernel_args: str,
     mac: str | None = None,
     guest_agent_channel: bool = True,
+    tap: str | None = None,
 ) -> list[str]:
     append = f"root=/dev/vda rw console=ttyS0 net.ifnames=0 {extra_kernel_args}".strip()
     nic = "virtio-net-pci,netdev=net0" + (f",mac={mac}" if mac else "")
@@ -588,7 +607,8 @@ def qemu_argv(
         "-drive",
         f"file={_qemu_path(overlay)},if=virtio,format=qcow2,cache=unsafe,discard=unmap",
         "-drive", f"file={_qemu_path(seed)},if=virtio,format=raw,readonly=on",
-        "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:22",
+        "-netdev", (f"tap,id=net0,ifname={tap},script=no,downscript=no" if tap else
+                    f"user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:22"),
         "-device", nic,
         "-device", "virtio-rng-pci",
     ]  # fmt: skip
@@ -620,6 +640,7 @@ def boot_vm(
     mac: str | None = None,
     guest_agent_channel: bool = True,
     boot_timeout: float = BOOT_TIMEOUT_S,
+    tap: TapNic | None = None,
 ) -> Iterator[BootedVM]:
     """Boot a throw-away overlay of ``image`` with the given cloud-init seed; yield once SSH
     (as ``admin_user`` with ``private_key``, host key pinned to ``host_public_key``) works.
@@ -628,6 +649,9 @@ def boot_vm(
     so a static ``network_config`` must use those; ``mac`` sets the NIC's address for configs
     that match on it. ``guest_agent_channel`` adds the virtio-serial port qemu-guest-agent
     needs (``org.qemu.guest_agent.0``, socket ``qga.sock`` in the work directory).
+
+    With ``tap`` the NIC is that tap device instead (qemu runs in its network namespace) and
+    SSH goes to the guest's own address from inside that namespace.
 
     On exit qemu is stopped and the overlay and seed are deleted. When ``workdir`` is given
     the console log and known_hosts stay there for post-mortems; otherwise a temporary
@@ -654,7 +678,7 @@ def boot_vm(
 
         started = time.monotonic()
         for attempt in range(5):
-            port = free_loopback_port()
+            port = 22 if tap else free_loopback_port()
             argv = qemu_argv(
                 image,
                 overlay=overlay,
@@ -669,10 +693,12 @@ def boot_vm(
                 extra_kernel_args=extra_kernel_args,
                 mac=mac,
                 guest_agent_channel=guest_agent_channel,
+                tap=tap.ifname if tap else None,
             )
             with stderr_log.open("wb") as err:
                 process = subprocess.Popen(
-                    argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err, cwd=work
+                    [*(tap.prefix if tap else ()), *argv], stdin=subprocess.DEVNULL,
+                    stdout=err, stderr=err, cwd=work,
                 )
             vm = BootedVM(
                 process=process,
@@ -684,6 +710,8 @@ def boot_vm(
                 private_key=private_key,
                 known_hosts=known_hosts,
                 host_key_type=host_public_key.split()[0],
+                host=tap.address if tap else "127.0.0.1",
+                prefix=tap.prefix if tap else (),
             )
             try:
                 process.wait(timeout=2)
