@@ -60,7 +60,7 @@ def render_text(fetches: Sequence[Fetch]) -> str:
         if f.via:
             line += f"  via {f.via}"
         lines.append(line)
-    return "\n".join(lines) + "\n"
+    return "".join(f"{line}\n" for line in lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

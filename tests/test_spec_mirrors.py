@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import yaml
 
 from artifacts.__main__ import main as artifacts_main
 from components.spec import ConfigError, load
@@ -148,3 +149,13 @@ def test_the_artifacts_command_reports_a_bad_stack(tmp_path: Any,
     assert artifacts_main([str(stack)]) == 2
     assert "mirrors.files" in capsys.readouterr().err
     assert artifacts_main([str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_an_offline_stack_lists_nothing_from_the_internet(
+        tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    stack = tmp_path / "Pulumi.offline.yaml"
+    config = {f"sandboxed-k8s:{k}": v for k, v in mirrored(offline=True).items()}
+    config["sandboxed-k8s:libvirt"]["baseImage"] = "/var/lib/images/debian-12.qcow2"
+    stack.write_text(yaml.safe_dump({"config": config}))
+    assert artifacts_main([str(stack), "--internet-only"]) == 0
+    assert capsys.readouterr().out == ""

@@ -44,6 +44,7 @@ ENGINE_ENV = {
     "PULUMI_IGNORE_AMBIENT_PLUGINS": "true",
     "PULUMI_CONFIG_PASSPHRASE": "e2e-passphrase",
     "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK": "true",
+    "PULUMI_DEBUG_COMMANDS": "true",  # offers `up --event-log` (each resource's timing)
 }
 
 
