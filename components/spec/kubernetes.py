@@ -31,4 +31,5 @@ def read_kubernetes(c: Collector, raw: Any) -> KubernetesSpec:
         kubectl=binaries["kubectl"],
         token_ttl=c.string(k8s["tokenTtl"], "kubernetes.tokenTtl", TTL_RE,
                            "a duration like 30m or 2h"),
+        pod_pids_limit=c.integer(k8s["podPidsLimit"], "kubernetes.podPidsLimit", 64, 4194304),
     )
