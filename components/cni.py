@@ -7,6 +7,7 @@ checked against the Kubernetes schema; the images are pinned by the stack's cni 
 from __future__ import annotations
 
 import json
+import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,9 +15,11 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.render.containerd import NRI_SOCKET
 from components.spec import ClusterSpec
 
 NAMESPACE = "kube-flannel"
+NRI_DIR = posixpath.dirname(NRI_SOCKET)
 CNI_CONFIG = {
     "name": "cbr0",
     "cniVersion": "0.3.1",
@@ -156,7 +159,14 @@ class PodNetwork(pulumi.ComponentResource):
     def _network_policy_enforcer(self, spec: ClusterSpec,
                                  after: Sequence[pulumi.Resource]) -> k8s.apps.v1.DaemonSet:
         """Flannel moves packets but ignores NetworkPolicy: kube-network-policies enforces it
-        on every node (nfqueue on the host, so sandboxed pods are covered too)."""
+        on every node (nfqueue on the host, so sandboxed pods are covered too).
+
+        Flags of v1.x, passed explicitly rather than trusted as defaults: `--fail-open=false`
+        queues without nftables' bypass, so while it runs a packet it cannot judge is dropped
+        (it still removes its table when it stops: the node's static firewall, installed by
+        node-firewall.sh, is what holds then); NRI on, so a pod's IPs come from containerd as
+        the sandbox is created instead of from the API after the pod starts; strict mode, so
+        a changed policy also cuts established connections."""
         meta = k8s.meta.v1.ObjectMetaArgs
         child = pulumi.ResourceOptions(parent=self, depends_on=list(after))
         name = "kube-network-policies"
@@ -192,17 +202,28 @@ class PodNetwork(pulumi.ComponentResource):
                         "name": name,
                         "image": spec.cni.network_policy_image,
                         "args": ["/bin/netpol", "--hostname-override=$(MY_NODE_NAME)",
-                                 "--v=2"],
+                                 "--fail-open=false", "--disable-nri=false",
+                                 "--strict-mode=true", "--v=2"],
                         "env": [{"name": "MY_NODE_NAME", "valueFrom": {
                             "fieldRef": {"fieldPath": "spec.nodeName"}}}],
                         "resources": {"requests": {"cpu": "50m", "memory": "50Mi"}},
                         "securityContext": {"privileged": True, "capabilities": {
                             "add": ["NET_ADMIN"]}},
-                        "volumeMounts": [{"name": "lib-modules",
-                                          "mountPath": "/lib/modules", "readOnly": True}],
+                        "volumeMounts": [
+                            {"name": "lib-modules", "mountPath": "/lib/modules",
+                             "readOnly": True},
+                            # containerd's NRI socket, and the pods' network namespaces the
+                            # NRI plugin reads addresses from.
+                            {"name": "nri-plugin", "mountPath": NRI_DIR},
+                            {"name": "netns", "mountPath": "/var/run/netns",
+                             "mountPropagation": "HostToContainer"},
+                        ],
                     }],
-                    "volumes": [{"name": "lib-modules",
-                                 "hostPath": {"path": "/lib/modules"}}],
+                    "volumes": [
+                        {"name": "lib-modules", "hostPath": {"path": "/lib/modules"}},
+                        {"name": "nri-plugin", "hostPath": {"path": NRI_DIR}},
+                        {"name": "netns", "hostPath": {"path": "/var/run/netns"}},
+                    ],
                 },
             },
         }

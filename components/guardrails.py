@@ -14,10 +14,13 @@ from components.spec import ClusterSpec
 
 
 def denied_egress(spec: ClusterSpec) -> list[str]:
-    """Where tenant pods may never connect: nodes (kubelet, SSH, API server), the libvirt host
-    (the gateway) and every pod, other tenants' included."""
+    """Where tenant pods may never connect besides the non-public ranges: nodes (kubelet, SSH,
+    API server), the libvirt host (the gateway), every pod and Service address (other
+    tenants' included; the same tenant's pass the podSelector rules) and the stack's
+    network.deniedEgressCidrs."""
     return [str(spec.network.cidr), f"{spec.network.gateway}/32",
-            str(spec.kubernetes.pod_cidr)]
+            str(spec.kubernetes.pod_cidr), str(spec.kubernetes.service_cidr),
+            *(str(n) for n in spec.network.denied_egress)]
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import pulumi_libvirt as libvirt
 from pulumi_command import local
 
 from components.render.scripts import SCRIPTS_DIR
+from components.render.volumes import PRIVATE_VOLUME_XSLT
 from components.spec import ClusterSpec, NodeSpec, PoolSpec
 
 GIB = 1024**3
@@ -39,6 +40,12 @@ def kernel_cmdline(cmdline: str) -> list[dict[str, str]]:
     if flags:
         maps.append({"_": " ".join(flags)})
     return maps
+
+
+def private_volume() -> libvirt.VolumeXmlArgs:
+    """Volumes created 0600 (the provider writes 0644). The cloud-init disk cannot take an
+    XSLT in this provider version; tools/check-hypervisor reports it."""
+    return libvirt.VolumeXmlArgs(xslt=PRIVATE_VOLUME_XSLT)
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,7 @@ class Hypervisor(pulumi.ComponentResource):
                     pool=spec.storage_pool,
                     source=self._verified_image(pool, index),
                     format="qcow2",
+                    xml=private_volume(),
                     opts=self._opts(self.providers[pool.libvirt_uri], delete_before_replace=True),
                 )
 
@@ -147,6 +155,7 @@ class Hypervisor(pulumi.ComponentResource):
             base_volume_id=self.base_volumes[(pool.libvirt_uri, pool.base_image)].id,
             size=pool.disk_gib * GIB,
             format="qcow2",
+            xml=private_volume(),
             opts=self._opts(provider, delete_before_replace=True),
         )
         cloudinit = libvirt.CloudInitDisk(

@@ -1,17 +1,20 @@
 """Per node: the remote steps that turn a booted VM into a node ready for kubeadm.
 
-wait for cloud-init -> preflight -> (containerd+runc+CNI | gVisor | Kata | kube tools, in
-parallel) -> containerd config (needs every runtime it names) -> ready.
+wait for cloud-init -> preflight -> (pod firewall | containerd+runc+CNI | gVisor | Kata |
+kube tools, in parallel) -> containerd config (needs every runtime it names, and the
+firewall) -> ready.
 """
 
 from __future__ import annotations
 
 import base64
+import ipaddress
 from dataclasses import dataclass
 
 import pulumi
 from pulumi_command import remote
 
+from components.guardrails import denied_egress
 from components.remote import script_step
 from components.render.containerd import (
     config_version_for,
@@ -19,6 +22,8 @@ from components.render.containerd import (
     render_registry_hosts,
     render_runsc_toml,
 )
+from components.render.firewall import SystemPodDestination, render_ruleset, render_unit
+from components.render.guardrails import NON_PUBLIC_RANGES
 from components.spec import ClusterSpec, NodeSpec
 from components.spec.artifacts import image_registry, stack_images
 
@@ -63,6 +68,23 @@ def registry_hosts(spec: ClusterSpec) -> str:
     return "".join(lines)
 
 
+def firewall_files(spec: ClusterSpec, node: NodeSpec) -> dict[str, str]:
+    """The node's static pod firewall. Nodes that can run no tenant pod (control planes, plain
+    pools: tenant pods need a sandbox) let system pods such as CoreDNS reach the API servers
+    and the upstream DNS; sandbox nodes make no exception at all."""
+    exceptions: list[SystemPodDestination] = []
+    if not node.pool.runtimes:
+        exceptions += [SystemPodDestination(n.ip, "tcp", 6443)
+                       for n in spec.control_plane_nodes]
+        exceptions += [SystemPodDestination(ipaddress.IPv4Address(d), proto, 53)
+                       for d in spec.network.dns for proto in ("udp", "tcp")]
+    denied = [*NON_PUBLIC_RANGES, *denied_egress(spec)]
+    denied.remove(str(spec.kubernetes.pod_cidr))
+    return {"FIREWALL_RULESET": render_ruleset(str(spec.kubernetes.pod_cidr), denied,
+                                               exceptions),
+            "FIREWALL_UNIT": render_unit()}
+
+
 class NodeRuntime(pulumi.ComponentResource):
     def __init__(self, name: str, args: NodeRuntimeArgs,
                  opts: pulumi.ResourceOptions | None = None) -> None:
@@ -82,6 +104,8 @@ class NodeRuntime(pulumi.ComponentResource):
             "REQUIRE_KVM": "1" if spec.needs_kvm(node.pool) else "0",
             "MIN_FREE_GIB": str(MIN_FREE_GIB),
         }, [self.wait])
+        self.firewall = step("pod-firewall", "node-firewall.sh", {}, [self.preflight],
+                             firewall_files(spec, node))
         self.containerd = step("containerd", "install-containerd.sh", {
             **artifact_params("CONTAINERD", spec.containerd.version, spec.containerd.checksum,
                               spec.containerd.base_url),
@@ -111,8 +135,10 @@ class NodeRuntime(pulumi.ComponentResource):
         files = {**containerd_configs(spec, node), "REGISTRY_HOSTS": registry_hosts(spec)}
         if "gvisor" in node.pool.runtimes:
             files["RUNSC_TOML"] = render_runsc_toml(spec.gvisor.platform, spec.gvisor.flags)
+        # containerd requires the firewall's unit: it never runs a pod without the table.
         self.containerd_config = step("containerd-config", "configure-containerd.sh",
-                                      {"HANDLERS": " ".join(node.handlers)}, runtime_steps, files)
+                                      {"HANDLERS": " ".join(node.handlers)},
+                                      [*runtime_steps, self.firewall], files)
         k8s = spec.kubernetes
         self.kubernetes_tools = step("kubernetes-tools", "install-kubernetes.sh", {
             "K8S_VERSION": k8s.version, "K8S_BASE_URL": k8s.kubeadm.base_url,

@@ -98,6 +98,34 @@ BAD_CONFIGS = [
     (("pools.2.boot", {"kernel": "/k", "append": "x"}), "pools[plain].boot.append",
      "unknown key"),
     (("network.domain", "Not A Domain"), "network.domain", "malformed"),
+    (("network.deniedEgressCidrs", "203.0.113.0/24"), "network.deniedEgressCidrs",
+     "must be a list"),
+    (("network.deniedEgressCidrs", ["203.0.113.0/24", "203.0.113.7/24"]),
+     "network.deniedEgressCidrs[1]", "not an IPv4 network"),
+    (("network.deniedEgressCidrs", ["0.0.0.0/0"]), "network.deniedEgressCidrs[0]",
+     "deny all egress"),
+    (("kubernetes.podPidsLimit", 10), "kubernetes.podPidsLimit", "out of range"),
+    (("kubernetes.podPidsLimit", "many"), "kubernetes.podPidsLimit", "integer"),
+    (("tenants", [{"name": "a", "quota": {"secrets": -1}}]), "tenants[a].quota.secrets",
+     "out of range"),
+    (("tenants", [{"name": "a", "quota": {"configMaps": "ten"}}]),
+     "tenants[a].quota.configMaps", "integer"),
+    (("tenants", [{"name": "a", "quota": {"services": 1.5}}]), "tenants[a].quota.services",
+     "integer"),
+    (("tenants", [{"name": "a", "quota": {"persistentVolumeClaims": None}}]),
+     "tenants[a].quota.persistentVolumeClaims", "integer"),
+    (("tenants", [{"name": "a", "quota": {"nodePorts": 3}}]), "tenants[a].quota.nodePorts",
+     "allowNodeServices"),
+    (("tenants", [{"name": "a", "quota": {"loadBalancers": 1}}]),
+     "tenants[a].quota.loadBalancers", "allowNodeServices"),
+    (("tenants", [{"name": "a", "allowNodeServices": True, "quota": {"nodePorts": "x"}}]),
+     "tenants[a].quota.nodePorts", "integer"),
+    (("tenants", [{"name": "a", "quota": {"ephemeralStorage": "lots"}}]),
+     "tenants[a].quota.ephemeralStorage", "not a Kubernetes quantity"),
+    (("tenants", [{"name": "a", "limits": {"ephemeralStorage": "1 GB"}}]),
+     "tenants[a].limits.ephemeralStorage", "not a Kubernetes quantity"),
+    (("tenants", [{"name": "a", "requests": {"ephemeral-storage": "1Gi"}}]),
+     "tenants[a].requests.ephemeral-storage", "unknown key"),
 ]
 
 
@@ -158,8 +186,42 @@ def test_tenant_quota_accepts_plain_numbers() -> None:
     config = dev_config()
     config["tenants"] = [{"name": "tenant-a", "quota": {"cpu": 3, "memory": "6Gi", "pods": 5}}]
     tenant = load(config, "dev").tenants[0]
-    assert tenant.quota == {"requests.cpu": "3", "requests.memory": "6Gi", "limits.cpu": "3",
-                            "limits.memory": "6Gi", "pods": "5"}
+    assert {k: tenant.quota[k] for k in ("requests.cpu", "requests.memory", "limits.cpu",
+                                         "limits.memory", "pods")} == {
+        "requests.cpu": "3", "requests.memory": "6Gi", "limits.cpu": "3",
+        "limits.memory": "6Gi", "pods": "5"}
+
+
+def test_tenant_quota_defaults_close_every_counted_resource() -> None:
+    config = dev_config()
+    config["tenants"] = [{"name": "tenant-a"}, {"name": "tenant-b", "allowNodeServices": True}]
+    closed, exposed = load(config, "dev").tenants
+    assert closed.quota == {
+        "pods": "20", "requests.cpu": "4", "limits.cpu": "4", "requests.memory": "8Gi",
+        "limits.memory": "8Gi", "requests.ephemeral-storage": "10Gi",
+        "limits.ephemeral-storage": "10Gi", "count/secrets": "50", "count/configmaps": "50",
+        "services": "20", "persistentvolumeclaims": "10", "services.nodeports": "0",
+        "services.loadbalancers": "0"}
+    assert closed.default_limits["ephemeral-storage"] == "512Mi"
+    assert closed.default_requests["ephemeral-storage"] == "64Mi"
+    # allowNodeServices lifts the zero; a number caps them
+    assert "services.nodeports" not in exposed.quota
+    assert "services.loadbalancers" not in exposed.quota
+    config["tenants"][1]["quota"] = {"nodePorts": 2, "secrets": 3, "ephemeralStorage": "2Gi"}
+    exposed = load(config, "dev").tenants[1]
+    assert exposed.quota["services.nodeports"] == "2"
+    assert exposed.quota["count/secrets"] == "3"
+    assert exposed.quota["limits.ephemeral-storage"] == "2Gi"
+
+
+def test_network_denied_egress_and_pod_pids_limit() -> None:
+    config = dev_config()
+    config["network"]["deniedEgressCidrs"] = ["203.0.113.0/24"]
+    config["kubernetes"]["podPidsLimit"] = 2048
+    spec = load(config, "dev")
+    assert [str(n) for n in spec.network.denied_egress] == ["203.0.113.0/24"]
+    assert spec.kubernetes.pod_pids_limit == 2048
+    assert load(dev_config(), "dev").kubernetes.pod_pids_limit == 1024
 
 
 def test_empty_config_uses_documented_defaults() -> None:

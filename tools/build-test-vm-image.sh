@@ -48,7 +48,7 @@ PACKAGES=(
   gnupg iptables conntrack socat ethtool
   # the rest of what the node's user-data installs when missing (components/render/
   # cloudinit.py PACKAGES): with all of it here a node needs no package repository
-  bzip2 xz-utils
+  bzip2 xz-utils nftables
 )
 # Run inside mmdebstrap as: sh -c "$CUSTOMIZE_HOOK" exec ROOTFS
 # shellcheck disable=SC2016  # expanded by the hook's shell, not here

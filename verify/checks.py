@@ -92,6 +92,8 @@ DENIAL_CASES = (
                    "sources": [{"serviceAccountToken": {"path": "token"}}]}}])),
     DenialCase("system-priority", "priorityClassName system-node-critical", _POLICY,
                lambda p: p["spec"].update(priorityClassName="system-node-critical")),
+    DenialCase("cached-image", "imagePullPolicy IfNotPresent", _POLICY,
+               lambda p: p["spec"]["containers"][0].update(imagePullPolicy="IfNotPresent")),
 )
 
 
@@ -144,6 +146,8 @@ def compliant_pod(name: str, namespace: str, runtime_class: str, command: list[s
                                 "seccompProfile": {"type": "RuntimeDefault"}},
             "containers": [{
                 "name": "main", "image": PROOF_IMAGE, "command": command,
+                # Tenant pods pull every time: the node's cache may hold another tenant's image.
+                "imagePullPolicy": "Always",
                 "securityContext": {"allowPrivilegeEscalation": False,
                                     "capabilities": {"drop": ["ALL"]}},
             }],

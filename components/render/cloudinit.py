@@ -15,10 +15,10 @@ SYSCTLS = {
     "net.bridge.bridge-nf-call-ip6tables": "1",
     "net.ipv4.ip_forward": "1",
 }
-# What the node scripts call besides coreutils: fetching/unpacking releases and kubeadm's
-# preflight (conntrack, socat, iptables, ethtool).
+# What the node scripts call besides coreutils: fetching/unpacking releases, kubeadm's
+# preflight (conntrack, socat, iptables, ethtool) and the static pod firewall (nftables).
 PACKAGES = ("qemu-guest-agent", "curl", "ca-certificates", "tar", "bzip2", "xz-utils",
-            "conntrack", "socat", "iptables", "ethtool", "kmod")
+            "conntrack", "socat", "iptables", "ethtool", "kmod", "nftables")
 
 
 RUNCMD = "\n".join([

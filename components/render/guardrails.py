@@ -20,6 +20,10 @@ NODE_SERVICES_LABEL = "sandboxed-k8s.io/node-services"
 PROOF_NAMESPACE = "sandbox-proof"
 # Link-local covers the cloud metadata address 169.254.169.254 and its neighbours.
 LINK_LOCAL = "169.254.0.0/16"
+# Never reachable from tenant pods, whatever the stack: private networks behind the hypervisor
+# (RFC 1918, carrier-grade NAT), link-local and multicast.
+NON_PUBLIC_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10",
+                     LINK_LOCAL, "224.0.0.0/4")
 
 Obj = dict[str, Any]
 
@@ -59,6 +63,18 @@ def pod_validations(sandbox_classes: Sequence[str]) -> list[Obj]:
                           "v.projected.sources.all(s, !has(s.serviceAccountToken)))",
             "message": "tenant pods may not mount service-account tokens (projected "
                        "serviceAccountToken volumes)",
+            "reason": "Forbidden",
+        },
+        {
+            # On a shared node another tenant's privately pulled image is in the cache; with
+            # Always the kubelet asks the registry, with this pod's credentials, every time.
+            # (Not the AlwaysPullImages plugin: it is cluster-wide, and would tie every
+            # system DaemonSet restart to the registry or local mirror being reachable.)
+            "expression": " && ".join(
+                f"(!has(object.spec.{field}) || object.spec.{field}.all(c, "
+                "has(c.imagePullPolicy) && c.imagePullPolicy == 'Always'))"
+                for field in ("containers", "initContainers", "ephemeralContainers")),
+            "message": "tenant containers must set imagePullPolicy: Always",
             "reason": "Forbidden",
         },
         {
@@ -157,13 +173,19 @@ def tenant_namespace_labels(kubernetes_minor: str, allow_node_services: bool = F
 
 
 def network_policies(namespace: str, denied_cidrs: Sequence[str]) -> list[Obj]:
-    """Default deny both ways; same-namespace traffic, DNS and the internet (minus the node
-    network, the pod network of other tenants and link-local) allowed."""
+    """Default deny both ways; same-namespace traffic, DNS and the internet (minus the private,
+    link-local and multicast ranges and `denied_cidrs`) allowed.
+
+    Pods are reached only through the podSelector rules: the enforcer sees a Service's
+    traffic after DNAT, so a pod of the same tenant behind its Service matches
+    allow-same-namespace and kube-dns matches allow-dns, while the pod and service CIDRs stay
+    excepted from the ipBlock (other tenants' pods, and Services whose endpoints are nodes,
+    such as `kubernetes`, stay out of reach)."""
     def meta(name: str) -> Obj:
         return {"name": name, "namespace": namespace}
 
     collapsed = [str(n) for n in ipaddress.collapse_addresses(
-        ipaddress.IPv4Network(c) for c in (*denied_cidrs, LINK_LOCAL))]
+        ipaddress.IPv4Network(c) for c in (*denied_cidrs, *NON_PUBLIC_RANGES))]
     return [
         {"metadata": meta("default-deny"),
          "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}},

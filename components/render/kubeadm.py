@@ -51,13 +51,17 @@ class ClusterConfig:
     image_repository: str = "registry.k8s.io"
     etcd_image_tag: str = "3.6.5-0"
     coredns_image_tag: str = "v1.12.1"
+    pod_pids_limit: int = 1024
 
 
-def _kubelet_configuration() -> dict[str, object]:
+def _kubelet_configuration(pod_pids_limit: int) -> dict[str, object]:
     return {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
         "cgroupDriver": "systemd",
+        # Per pod, sandbox processes included: one pod's fork bomb cannot take the node's PIDs.
+        # kubeadm stores this document for the cluster, so joined nodes get it too.
+        "podPidsLimit": pod_pids_limit,
         # NetworkPolicy always lets a pod reach its own node: the kubelet API must not trust
         # anonymous callers and must ask the API server who may do what.
         "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True}},
@@ -124,7 +128,7 @@ def render_init_config(cluster: ClusterConfig, node: NodeRegistration, advertise
             ],
         },
     }
-    return _dump_all([init, cluster_config, _kubelet_configuration()])
+    return _dump_all([init, cluster_config, _kubelet_configuration(cluster.pod_pids_limit)])
 
 
 def _host_dir(name: str, path: str, read_only: bool) -> dict[str, object]:

@@ -17,13 +17,14 @@ DEFAULTS: dict[str, Any] = {
                 "cpuMode": None, "boot": None},
     "network": {"name": "sandboxed-k8s", "mode": "nat", "cidr": "10.17.0.0/24", "domain": None,
                 "bridge": None, "gateway": None, "dns": None, "controlPlaneVip": None,
-                "firstNodeHost": 10},
+                "firstNodeHost": 10, "deniedEgressCidrs": []},
     "kubernetes": {
         "version": "1.34.2",
         "podCidr": "10.244.0.0/16",
         "serviceCidr": "10.96.0.0/12",
         "clusterName": "sandboxed-k8s",
         "tokenTtl": "30m",
+        "podPidsLimit": 1024,
         "baseUrl": "https://dl.k8s.io/release",
         "kubeadmSha256": "6a2346006132f6e1ed0b5248e518098cf5abbce25bf11b8926fb1073091b83f4",
         "kubeletSha256": "9c5e717b774ee9b9285ce47e7d2150c29e84837eb19a7eaa24b60b1543c9d58f",
@@ -50,7 +51,7 @@ DEFAULTS: dict[str, Any] = {
                "baseUrl": "https://github.com/kubernetes-sigs/cri-tools/releases/download"},
     "cni": {"flannelVersion": "v0.26.7", "flannelCniPluginVersion": "v1.7.1-flannel1",
             "imageRegistry": "docker.io/flannel",
-            "networkPolicyImage": "registry.k8s.io/networking/kube-network-policies:v0.7.0"},
+            "networkPolicyImage": "registry.k8s.io/networking/kube-network-policies:v1.1.0"},
     "gvisor": {"release": "20251118.0", "layout": "binaries",
                "runscSha512": "cc95eec3e22a574ac533278ee8c72672542edf0ab467a89c13f02abea6404ffe"
                               "20ea4a538a3482b072a8e45222a13cefbf9e7f44bada35b436769e04b12ab970",
@@ -84,9 +85,13 @@ BOOT_DEFAULTS: dict[str, Any] = {"kernel": None, "initrd": None, "cmdline": ""}
 TAINT_KEYS = ("key", "value", "effect")
 TENANT_DEFAULTS: dict[str, Any] = {
     "name": None,
-    "quota": {"cpu": "4", "memory": "8Gi", "pods": 20},
-    "limits": {"cpu": "500m", "memory": "512Mi"},
-    "requests": {"cpu": "100m", "memory": "128Mi"},
+    # Sized so the default 20 pods fit at their default ephemeral-storage limit (20 x 512Mi);
+    # nodePorts / loadBalancers: None is 0, or no limit with allowNodeServices.
+    "quota": {"cpu": "4", "memory": "8Gi", "pods": 20, "secrets": 50, "configMaps": 50,
+              "services": 20, "nodePorts": None, "loadBalancers": None,
+              "persistentVolumeClaims": 10, "ephemeralStorage": "10Gi"},
+    "limits": {"cpu": "500m", "memory": "512Mi", "ephemeralStorage": "512Mi"},
+    "requests": {"cpu": "100m", "memory": "128Mi", "ephemeralStorage": "64Mi"},
     "allowNodeServices": False,
 }
 # Namespaces that must never become tenants: the cluster's own and Kubernetes' reserved ones.

@@ -54,4 +54,5 @@ def read_kubernetes(c: Collector, raw: Any, defaults: Mapping[str, Any]) -> Kube
         control_plane_timeout=c.string(k8s["controlPlaneTimeout"],
                                        "kubernetes.controlPlaneTimeout", TTL_RE,
                                        "a duration like 4m or 20m"),
+        pod_pids_limit=c.integer(k8s["podPidsLimit"], "kubernetes.podPidsLimit", 64, 4194304),
     )

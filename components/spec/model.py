@@ -119,6 +119,8 @@ class KubernetesSpec:
     pause_image_tag: str = "3.10.1"
     # kubeadm's wait for the control plane's health (its default is 4m); slow hosts need more.
     control_plane_timeout: str = "4m"
+    # KubeletConfiguration podPidsLimit: a fork bomb in one pod cannot exhaust the node's PIDs.
+    pod_pids_limit: int = 1024
 
     @property
     def minor(self) -> str:
@@ -177,6 +179,8 @@ class NetworkSpec:
     dns: tuple[ipaddress.IPv4Address, ...]
     control_plane_vip: ipaddress.IPv4Address | None
     first_node_host: int
+    # Beyond RFC 1918, CGNAT, link-local and multicast: where tenant pods may never connect.
+    denied_egress: tuple[ipaddress.IPv4Network, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -184,7 +188,7 @@ class TenantSpec:
     """A tenant namespace: sandboxed pods only, default-deny network, quota and limits."""
 
     name: str
-    quota: Mapping[str, str]  # ResourceQuota hard limits: requests.cpu, requests.memory, pods
+    quota: Mapping[str, str]  # ResourceQuota `hard`, in the API's resource names
     default_limits: Mapping[str, str]  # LimitRange default (limits) for containers
     default_requests: Mapping[str, str]  # LimitRange defaultRequest for containers
     # NodePort and LoadBalancer Services take ports on every node (a shared, exhaustible range)

@@ -41,8 +41,29 @@ def read_network(c: Collector, raw: Any, stack: str) -> tuple[NetworkSpec, Any]:
     if gateway is None and not c.problems:
         c.error("network.cidr", f"{cidr} has no address for the gateway")
     spec = NetworkSpec(name, mode, cidr, domain, net["bridge"],
-                       gateway or ipaddress.IPv4Address("0.0.0.0"), tuple(dns), None, first_host)
+                       gateway or ipaddress.IPv4Address("0.0.0.0"), tuple(dns), None, first_host,
+                       denied_egress=read_denied_egress(c, net["deniedEgressCidrs"]))
     return spec, net["controlPlaneVip"]
+
+
+def read_denied_egress(c: Collector, raw: Any) -> tuple[ipaddress.IPv4Network, ...]:
+    """network.deniedEgressCidrs: more ranges tenant pods may not reach (a public LAN, the
+    hypervisor host's public address)."""
+    path = "network.deniedEgressCidrs"
+    if not isinstance(raw, list):
+        c.error(path, "must be a list of IPv4 networks in CIDR form")
+        return ()
+    nets = []
+    for j, value in enumerate(raw):
+        known = len(c.problems)
+        net = c.network(value, f"{path}[{j}]")
+        if len(c.problems) > known:
+            continue
+        if net.prefixlen == 0:
+            c.error(f"{path}[{j}]", "0.0.0.0/0 would deny all egress")
+        else:
+            nets.append(net)
+    return tuple(nets)
 
 
 def check_disjoint(c: Collector, ranges: Mapping[str, ipaddress.IPv4Network]) -> None:

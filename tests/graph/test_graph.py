@@ -34,11 +34,11 @@ NETWORK = "libvirt:index/network:Network"
 
 EXPECTED_COUNTS = {
     "dev": {"libvirt:index/network:Network": 1, "libvirt:index/volume:Volume": 4,
-            "libvirt:index/cloudInitDisk:CloudInitDisk": 3, DOMAIN: 3, COMMAND: 20,
+            "libvirt:index/cloudInitDisk:CloudInitDisk": 3, DOMAIN: 3, COMMAND: 23,
             RUNTIME_CLASS: 1, POD: 1, "pulumi:providers:libvirt": 1, K8S_PROVIDER: 1,
             JOB: 1, NAMESPACE: 4, NETWORK_POLICY: 8},
     "ha": {"libvirt:index/network:Network": 1, "libvirt:index/volume:Volume": 7,
-           "libvirt:index/cloudInitDisk:CloudInitDisk": 6, DOMAIN: 6, COMMAND: 40,
+           "libvirt:index/cloudInitDisk:CloudInitDisk": 6, DOMAIN: 6, COMMAND: 46,
            RUNTIME_CLASS: 2, POD: 2, "pulumi:providers:libvirt": 1, K8S_PROVIDER: 1,
            JOB: 2, NAMESPACE: 4, NETWORK_POLICY: 8},
 }

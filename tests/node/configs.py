@@ -1,8 +1,9 @@
 """The configs under test, from the product renderer `components.render.containerd`.
 
 Only what this host forces is chosen here, through the renderer's own parameters:
-`restrict_oom_score_adj=True` (no CAP_SYS_RESOURCE) and `systemd_cgroup=False` (PID 1 is not
-systemd, so runc cannot use the systemd cgroup driver). Everything else is the renderer's
+`restrict_oom_score_adj=True` (no CAP_SYS_RESOURCE), `systemd_cgroup=False` (PID 1 is not
+systemd, so neither runc nor runsc can use the systemd cgroup driver) and an NRI socket in the
+daemon's own folder (several containerds share this host). Everything else is the renderer's
 default, including the overlayfs snapshotter, which works on this host.
 """
 
@@ -52,8 +53,9 @@ def render_into(
         runsc_config_path=str(runsc_toml_path),
         restrict_oom_score_adj=True,
         systemd_cgroup=False,
+        nri_socket=str(workdir / "nri.sock"),
     )
-    runsc_text = renderer.render_runsc_toml(flags=runsc_flags or {})
+    runsc_text = renderer.render_runsc_toml(flags=runsc_flags or {}, systemd_cgroup=False)
     config_path.write_text(config_text)
     runsc_toml_path.write_text(runsc_text)
     return RenderedNodeConfig(

@@ -63,6 +63,14 @@ def test_only_requested_handlers_and_stable_bytes() -> None:
     assert text == render_containerd_config(3, ["runc", "runsc"])
 
 
+def test_nri_is_enabled_for_kube_network_policies() -> None:
+    """containerd 1.7 ships NRI disabled; the policy enforcer's pod-IP lookup needs it."""
+    for version in (2, 3):
+        nri = tomllib.loads(render_containerd_config(version, ["runc"]))["plugins"][
+            "io.containerd.nri.v1.nri"]
+        assert nri == {"disable": False, "socket_path": "/var/run/nri/nri.sock"}
+
+
 @pytest.mark.parametrize(("handlers", "version"), [
     (["runsc"], 3), (["runc", "crun"], 3), (["runc"], 1)])
 def test_invalid_requests_rejected(handlers: list[str], version: int) -> None:
@@ -74,7 +82,9 @@ def test_runsc_toml() -> None:
     doc = tomllib.loads(render_runsc_toml("systrap", {"debug": True, "overlay2": "root:self"}))
     # Strings only: the shim rejects TOML booleans.
     assert doc == {"runsc_config": {"platform": "systrap", "debug": "true",
-                                    "overlay2": "root:self"}}
+                                    "overlay2": "root:self", "systemd-cgroup": "true"}}
+    plain = tomllib.loads(render_runsc_toml("systrap", {}, systemd_cgroup=False))
+    assert plain == {"runsc_config": {"platform": "systrap"}}
     with pytest.raises(ValueError):
         render_runsc_toml("systrap", {"allow-flag-override": True})
 

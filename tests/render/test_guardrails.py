@@ -13,7 +13,7 @@ import pytest
 from celpy.adapter import json_to_cel
 
 from components.render import guardrails as render
-from components.spec import TENANT_LABEL, TenantSpec
+from components.spec import TENANT_LABEL, load
 
 CLASSES = ["gvisor", "kata"]
 
@@ -37,7 +37,8 @@ def pod(**spec: Any) -> dict[str, Any]:
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "p", "namespace": "tenant-a"},
         "spec": {"runtimeClassName": "gvisor", "automountServiceAccountToken": False,
-                 "containers": [{"name": "c", "image": "busybox"}]},
+                 "containers": [{"name": "c", "image": "busybox",
+                                 "imagePullPolicy": "Always"}]},
     }
     base["spec"].update(spec)
     return base
@@ -55,9 +56,19 @@ def without(key: str) -> dict[str, Any]:
     return p
 
 
-def with_init_container() -> dict[str, Any]:
+def with_init_container(policy: str = "Always") -> dict[str, Any]:
     p = pod()
-    p["spec"]["initContainers"] = [{"name": "init", "image": "busybox"}]
+    p["spec"]["initContainers"] = [{"name": "init", "image": "busybox",
+                                    "imagePullPolicy": policy}]
+    return p
+
+
+def pulled(policy: str | None) -> dict[str, Any]:
+    p = pod()
+    if policy is None:
+        del p["spec"]["containers"][0]["imagePullPolicy"]
+    else:
+        p["spec"]["containers"][0]["imagePullPolicy"] = policy
     return p
 
 
@@ -85,6 +96,11 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("projected configMap only",
      pod(volumes=[{"name": "c", "projected": {"sources": [{"configMap": {"name": "x"}}]}},
                   {"name": "e", "emptyDir": {}}]), []),
+    ("image cached: IfNotPresent", pulled("IfNotPresent"), ["imagePullPolicy"]),
+    ("image cached: Never", pulled("Never"), ["imagePullPolicy"]),
+    ("pull policy unset", pulled(None), ["imagePullPolicy"]),
+    ("init container IfNotPresent", with_init_container("IfNotPresent"),
+     ["imagePullPolicy"]),
     ("system priority class", pod(priorityClassName="system-node-critical"), ["priority"]),
     ("own priority class", pod(priorityClassName="tenant-batch"), []),
     ("everything wrong", annotated({"dev.gvisor.x": "1"}, runtimeClassName="runc",
@@ -126,7 +142,8 @@ def test_namespace_labels_pin_restricted_to_the_cluster_minor() -> None:
 
 def test_network_policies_default_deny_and_exclusions() -> None:
     policies = {p["metadata"]["name"]: p for p in render.network_policies(
-        "tenant-a", ["10.17.0.0/24", "10.17.0.1/32", "10.244.0.0/16"])}
+        "tenant-a", ["10.17.0.0/24", "10.17.0.1/32", "10.244.0.0/16", "10.96.0.0/12",
+                     "203.0.113.0/24"])}
     for p in policies.values():
         kubernetes_validate.validate({"apiVersion": "networking.k8s.io/v1",
                                       "kind": "NetworkPolicy", **copy.deepcopy(p)},
@@ -141,19 +158,29 @@ def test_network_policies_default_deny_and_exclusions() -> None:
     def blocked(address: str) -> bool:
         return any(ipaddress.IPv4Address(address) in n for n in excluded)
 
-    for address in ("169.254.169.254", "10.17.0.1", "10.17.0.11", "10.244.3.7"):
+    # node network, hypervisor, pods, Services, the whole private LAN behind the hypervisor,
+    # carrier-grade NAT, link-local, multicast and the stack's extra range
+    for address in ("169.254.169.254", "10.17.0.1", "10.17.0.11", "10.244.3.7", "10.96.0.1",
+                    "192.168.1.1", "172.20.0.5", "10.0.0.1", "100.64.0.1", "224.0.0.251",
+                    "239.255.255.250", "203.0.113.9"):
         assert blocked(address), address
-    assert not blocked("1.1.1.1")
+    for address in ("1.1.1.1", "8.8.8.8", "100.128.0.1", "172.32.0.1"):
+        assert not blocked(address), address
 
 
 def test_quota_and_limits() -> None:
-    tenant = TenantSpec("tenant-a", {"requests.cpu": "4", "requests.memory": "8Gi",
-                                     "limits.cpu": "4", "limits.memory": "8Gi", "pods": "20"},
-                        {"cpu": "500m", "memory": "512Mi"}, {"cpu": "100m", "memory": "128Mi"})
+    tenant = load({"tenants": [{"name": "tenant-a"}]}, "dev").tenants[0]
     quota = render.resource_quota(tenant)
     limits = render.limit_range(tenant)
     assert quota["spec"]["hard"]["pods"] == "20"
-    assert limits["spec"]["limits"][0]["default"] == {"cpu": "500m", "memory": "512Mi"}
+    for key in ("count/secrets", "count/configmaps", "services", "persistentvolumeclaims",
+                "requests.ephemeral-storage", "limits.ephemeral-storage"):
+        assert key in quota["spec"]["hard"], key
+    assert quota["spec"]["hard"]["services.nodeports"] == "0"
+    assert quota["spec"]["hard"]["services.loadbalancers"] == "0"
+    assert limits["spec"]["limits"][0]["default"] == {"cpu": "500m", "memory": "512Mi",
+                                                      "ephemeral-storage": "512Mi"}
+    assert limits["spec"]["limits"][0]["defaultRequest"]["ephemeral-storage"] == "64Mi"
     for kind, obj in (("ResourceQuota", quota), ("LimitRange", limits)):
         kubernetes_validate.validate({"apiVersion": "v1", "kind": kind, **obj}, "1.34",
                                      strict=True)

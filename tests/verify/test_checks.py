@@ -333,4 +333,4 @@ def test_table_names_every_check(healthy: dict[str, Any]) -> None:
     for name in names:
         assert any(line.startswith(name + " ") for line in body), name
     assert table.endswith(f"{len(rows)} checks: {len(rows)} PASS, 0 FAIL, 0 ERROR")
-    assert len(rows) == 24
+    assert len(rows) == 25

@@ -44,7 +44,7 @@ def test_healthy_cluster_exits_0(healthy: dict[str, Any], kubeconfig: Path,
     assert seen == [(kubeconfig, 90, "kubectl")]
     out = capsys.readouterr().out
     assert out.startswith("CHECK ")
-    assert "24 checks: 24 PASS, 0 FAIL, 0 ERROR" in out
+    assert "25 checks: 25 PASS, 0 FAIL, 0 ERROR" in out
 
 
 def test_kubectl_failing_for_logs_exits_1(healthy: dict[str, Any], kubeconfig: Path,

@@ -7,14 +7,17 @@ containerd 2.x and gVisor and Debian's runc and CNI plugins. Each step's recorde
 command and ``stdin`` are run over the pinned SSH connection, exactly what pulumi-command
 would send, in the order of the program's dependencies:
 
-    wait-cloud-init -> preflight -> (install-containerd | install-gvisor) -> configure-containerd
+    wait-cloud-init -> preflight -> (node-firewall | install-containerd | install-gvisor)
+        -> configure-containerd
 
 containerd is started once, by the config step, with the node's config. Then a pod runs under
 runsc (and one under runc) through the CRI inside the VM, every step is run again and nothing
 may change (files, binaries, containerd's process). Finally one changed runsc flag must make
 configure-containerd rewrite runsc.toml without restarting containerd, and the next runsc pod
 must run with it; a hand-edited containerd config is put back with exactly one restart; a
-replaced runsc is installed again from the pinned release.
+replaced runsc is installed again from the pinned release. The static pod firewall drops a
+pod-like namespace's connection to the node's sshd but not to another pod, and a runsc pod's
+sandbox sits in the pod's systemd slice under its memory limit.
 
 All tests share the session VM (tests/vm/conftest.py) and run in file order.
 """
@@ -44,6 +47,7 @@ if str(REPO_ROOT) not in sys.path:
 
 import components.node
 from components.render.containerd import render_containerd_config, render_runsc_toml
+from components.render.firewall import RULESET_PATH, UNIT
 from components.render.scripts import REMOTE_RUNNER
 from tests.graph.harness import Graph, run_program, stack_config
 from tests.node.conftest import node_tools  # noqa: F401  (tests/node's session fixture)
@@ -58,10 +62,12 @@ STACK = "dev"  # stacks/Pulumi.dev.yaml: worker1 is its gVisor worker
 NODE = "worker1"
 PROJECT_KEY = "sandboxed-k8s:"
 # The steps of NodeRuntime this test runs (kubernetes-tools needs kubeadm: not here).
-STEP_SUFFIXES = ("wait-cloud-init", "preflight", "containerd", "gvisor", "containerd-config")
+STEP_SUFFIXES = ("wait-cloud-init", "preflight", "pod-firewall", "containerd", "gvisor",
+                 "containerd-config")
 SCRIPT_OF = {
     "wait-cloud-init": "wait-cloud-init.sh",
     "preflight": "preflight.sh",
+    "pod-firewall": "node-firewall.sh",
     "containerd": "install-containerd.sh",
     "gvisor": "install-gvisor.sh",
     "containerd-config": "configure-containerd.sh",
@@ -73,6 +79,7 @@ HANDLERS = ("runc", "runsc")
 CHANGED_FLAGS = {"debug-log": "/var/log/sk8s-test-runsc/"}
 
 CONFIG_TOML = "/etc/containerd/config.toml"
+FIREWALL_UNIT_PATH = f"/etc/systemd/system/{UNIT}"
 RUNSC_TOML = "/etc/containerd/runsc.toml"
 STATE_DIR = "/var/lib/sandboxed-k8s"
 CONTAINERD_SOCK = "unix:///run/containerd/containerd.sock"
@@ -223,8 +230,8 @@ def containerd_starts(vm: BootedVM) -> list[str]:
 
 
 def installed_files(mirror: ReleaseMirror) -> list[str]:
-    return [CONFIG_TOML, RUNSC_TOML, "/etc/systemd/system/containerd.service",
-            *sorted(mirror.expected_installs)]
+    return [CONFIG_TOML, RUNSC_TOML, "/etc/systemd/system/containerd.service", RULESET_PATH,
+            FIREWALL_UNIT_PATH, *sorted(mirror.expected_installs)]
 
 
 def file_state(vm: BootedVM, paths: list[str]) -> dict[str, tuple[str, str]]:
@@ -299,6 +306,13 @@ class RemoteCrictl:
     @contextlib.contextmanager
     def container(self, handler: str, name: str) -> Iterator[str]:
         """A host-network pod with `handler` holding one sleeping busybox container."""
+        with self.pod(handler, name) as (_, cid):
+            yield cid
+
+    @contextlib.contextmanager
+    def pod(self, handler: str, name: str, slice_name: str | None = None
+            ) -> Iterator[tuple[str, str]]:
+        """(pod id, container id) of such a pod, its cgroup parent `slice_name` if given."""
         uid = uuid.uuid4().hex[:12]
         pod_path, ctr_path = f"{TEST_DIR}/cri/{uid}-pod.json", f"{TEST_DIR}/cri/{uid}-main.json"
         logs = f"/var/log/sk8s-test-pods/{name}-{uid}"
@@ -308,7 +322,7 @@ class RemoteCrictl:
             "linux": {
                 # What the kubelet does with the systemd cgroup driver (the rendered config
                 # sets SystemdCgroup = true for runc): a slice as the pod's cgroup parent.
-                "cgroup_parent": f"sk8stest{uid}.slice",
+                "cgroup_parent": slice_name or f"sk8stest{uid}.slice",
                 "security_context": {"namespace_options": {"network": NETWORK_NODE}},
             },
         })
@@ -321,7 +335,7 @@ class RemoteCrictl:
         try:
             cid = self.run(f"create --no-pull {pod_id} {ctr_path} {pod_path}").stdout.strip()
             self.run(f"start {cid}")
-            yield cid
+            yield pod_id, cid
         finally:
             self.run(f"stopp {pod_id}", check=False)
             self.run(f"rmp --force {pod_id}", check=False)
@@ -432,9 +446,10 @@ def test_program_steps_run_in_graph_order_against_the_mirror(plan: ProgramPlan,
     deps = plan.depends
     assert deps["wait-cloud-init"] == set()
     assert deps["preflight"] == {"wait-cloud-init"}
-    for parallel in ("containerd", "gvisor"):
+    for parallel in ("pod-firewall", "containerd", "gvisor"):
         assert deps[parallel] == {"wait-cloud-init", "preflight"}, deps
-    assert deps["containerd-config"] == {"wait-cloud-init", "preflight", "containerd", "gvisor"}
+    assert deps["containerd-config"] == {"wait-cloud-init", "preflight", "pod-firewall",
+                                         "containerd", "gvisor"}
     assert plan.order[:2] == ["wait-cloud-init", "preflight"]
     assert plan.order[-1] == "containerd-config"
     for step in plan.steps.values():
@@ -461,6 +476,8 @@ def test_first_run_installs_and_configures_the_runtimes(
     vm, m = node_vm.vm, served.mirror
     logs = {s: r.log for s, r in first_run.runs.items()}
     assert "all requirements met" in logs["preflight"], logs["preflight"]
+    assert f"pod firewall loaded from {RULESET_PATH}" in logs["pod-firewall"], logs
+    assert f"enabled {UNIT}" in logs["pod-firewall"], logs["pod-firewall"]
     # containerd never ran with its built-in defaults: only the config step started it.
     assert "restarted containerd" not in logs["containerd"], logs["containerd"]
     assert "started once its config is installed" in logs["containerd"], logs["containerd"]
@@ -522,6 +539,62 @@ def test_runc_pod_sees_the_vm_kernel(node_vm: NodeFixture, cri: RemoteCrictl) ->
     assert "gVisor" not in dmesg.stdout
 
 
+POD_MEMORY_MAX = 192 * 1024 * 1024
+
+
+def _cgroup_of(vm: BootedVM, pid: str) -> str:
+    return sudo(vm, f"cat /proc/{pid}/cgroup").stdout.strip().partition("::")[2]
+
+
+def _effective_memory_max(vm: BootedVM, cgroup: str) -> int:
+    """The lowest memory.max from the cgroup up to the root ('max' is unlimited)."""
+    limits = sudo(vm, "p=/sys/fs/cgroup" + shlex.quote(cgroup) + "; while :; do "
+                      "cat \"$p/memory.max\" 2>/dev/null || true; "
+                      "[ \"$p\" = /sys/fs/cgroup ] && break; p=$(dirname \"$p\"); done").stdout
+    return min((int(v) for v in limits.split() if v != "max"), default=2**63)
+
+
+def test_runsc_sandbox_runs_in_the_pods_cgroup_under_its_memory_limit(
+        node_vm: NodeFixture, cri: RemoteCrictl) -> None:
+    """As the kubelet does with the systemd driver: the pod's slice carries its limit, and
+    the sandbox (Sentry, gofer and their children) must sit below it."""
+    vm = node_vm.vm
+    slice_name = f"sk8spod{uuid.uuid4().hex[:12]}.slice"
+    sudo(vm, f"mkdir -p /run/systemd/system && printf '[Slice]\\nMemoryMax={POD_MEMORY_MAX}\\n' "
+             f"> /run/systemd/system/{slice_name} && systemctl daemon-reload && "
+             f"systemctl start {slice_name}")
+    start = time.monotonic()
+    try:
+        with cri.pod("runsc", "cgroup-probe", slice_name) as (pod_id, _):
+            listed = sudo(vm, "ps -e -o pid=,ppid=,args=").stdout.splitlines()
+            rows = [line.split(None, 2) for line in listed if len(line.split(None, 2)) == 3]
+            args = {pid: argv for pid, _, argv in rows}
+            (shim,) = [pid for pid, _, argv in rows
+                       if argv.split()[0].endswith("containerd-shim-runsc-v1") and pod_id in argv]
+            # The shim's descendants but the runsc CLI it runs itself (wait, events): the
+            # Sentry, the gofer and systrap's stub processes.
+            sandbox: set[str] = set()
+            parents = {shim}
+            while parents:
+                parents = {pid for pid, ppid, argv in rows if ppid in parents
+                           and argv.split()[0].rsplit("/", 1)[-1] != "runsc"} - sandbox
+                sandbox |= parents
+            sentries = [pid for pid in sandbox if args[pid].startswith("runsc-sandbox")]
+            assert sentries, [args[pid] for pid in sandbox]
+            assert all("--systemd-cgroup=true" in args[pid] for pid in sentries), (
+                [args[pid] for pid in sentries])
+            placed = {pid: _cgroup_of(vm, pid) for pid in sandbox}
+            outside = {pid: cg for pid, cg in placed.items()
+                       if not cg.startswith(f"/{slice_name}/")}
+            assert not outside, (outside, [args[pid] for pid in outside])
+            for pid, cgroup in placed.items():
+                assert _effective_memory_max(vm, cgroup) == POD_MEMORY_MAX, (pid, cgroup)
+    finally:
+        sudo(vm, f"systemctl stop {slice_name}; rm -f /run/systemd/system/{slice_name}; "
+                 "systemctl daemon-reload", check=False)
+    TIMINGS["runsc pod in its slice: run, inspect, remove"] = time.monotonic() - start
+
+
 def test_second_run_changes_nothing(
     node_vm: NodeFixture, plan: ProgramPlan, served: Served, first_run: FirstRun
 ) -> None:
@@ -547,6 +620,7 @@ def test_second_run_changes_nothing(
     assert f"CNI plugins {m.cni_plugins.version} already installed" in install, install
     assert "containerd unchanged, not restarted" in install, install
     assert f"gVisor {m.gvisor_release} already installed" in logs["gvisor"], logs["gvisor"]
+    assert f"enabled {UNIT}" not in logs["pod-firewall"], logs["pod-firewall"]
     config_log = logs["containerd-config"]
     assert "configuration unchanged, containerd not restarted" in config_log, config_log
     assert "handlers configured: runc runsc" in config_log, config_log

@@ -13,8 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from components.render.firewall import TABLE, UNIT
+
 from .conftest import NODE_NETWORK, TIMINGS, NodeFixture
 from .harness import HOST_KEY_ALIAS, HostKeyVerificationFailed, generate_ed25519_keypair
+from .podnet import PodNetwork
+from .test_pod_firewall import assert_pods_are_fenced
 
 pytestmark = [pytest.mark.slow, pytest.mark.vm]
 
@@ -198,3 +202,19 @@ def test_settings_survive_a_reboot(node_vm: NodeFixture) -> None:
     assert vm.run("hostname").stdout.strip() == node_vm.node.hostname
     status = vm.wait_cloud_init(check=False)
     assert status.ok, status.report()
+
+
+def test_pod_firewall_is_loaded_again_after_the_reboot(node_vm: NodeFixture) -> None:
+    """After test_settings_survive_a_reboot: the unit node-firewall.sh enabled loaded the
+    table at boot, before anything else touched the node."""
+    vm = node_vm.vm
+    if vm.run(f"test -f /etc/systemd/system/{UNIT}", check=False).rc != 0:
+        pytest.skip("node-firewall.sh did not run in this session (tests/vm/test_pod_firewall.py)")
+    assert vm.run(f"systemctl is-active {UNIT}").stdout.strip() == "active"
+    assert TABLE in vm.run("sudo -n nft list tables").stdout
+    net = PodNetwork(vm)
+    net.up()
+    try:
+        assert_pods_are_fenced(net)
+    finally:
+        net.down()
