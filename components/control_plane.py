@@ -41,7 +41,8 @@ def cluster_config(spec: ClusterSpec) -> ClusterConfig:
     return ClusterConfig(k8s.version, k8s.cluster_name, spec.control_plane_endpoint,
                          str(k8s.pod_cidr), str(k8s.service_cidr), tuple(sans),
                          k8s.image_repository, k8s.etcd_image_tag, k8s.coredns_image_tag,
-                         pod_pids_limit=k8s.pod_pids_limit)
+                         pod_pids_limit=k8s.pod_pids_limit,
+                         leader_election=k8s.leader_election)
 
 
 def kube_vip_manifest(spec: ClusterSpec, kubeconfig: str) -> str:

@@ -102,6 +102,8 @@ def test_bad_mirror_settings_are_rejected(mirrors: dict[str, Any], key: str,
     ({"imageRepository": "Registry.Example/K8s"}, "kubernetes.imageRepository"),
     ({"etcdImageTag": "latest"}, "kubernetes.etcdImageTag"),
     ({"controlPlaneTimeout": "soon"}, "kubernetes.controlPlaneTimeout"),
+    ({"leaderElection": {"leaseDuration": "10s"}}, "kubernetes.leaderElection"),
+    ({"leaderElection": {"retryPeriod": "fast"}}, "kubernetes.leaderElection.retryPeriod"),
 ])
 def test_bad_image_settings_are_rejected(change: dict[str, str], key: str) -> None:
     config = dev_config()

@@ -52,6 +52,8 @@ class ClusterConfig:
     etcd_image_tag: str = "3.6.5-0"
     coredns_image_tag: str = "v1.12.1"
     pod_pids_limit: int = 1024
+    # controller-manager and scheduler: lease duration, renew deadline, retry period.
+    leader_election: tuple[str, str, str] = ("15s", "10s", "2s")
 
 
 def _kubelet_configuration(pod_pids_limit: int) -> dict[str, object]:
@@ -67,6 +69,15 @@ def _kubelet_configuration(pod_pids_limit: int) -> dict[str, object]:
         "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True}},
         "authorization": {"mode": "Webhook"},
     }
+
+
+def leader_election_args(timings: tuple[str, str, str]) -> list[dict[str, str]]:
+    """A controller that cannot renew its lease in time exits (and restarts): on a slow or
+    overloaded control plane the defaults make the controller-manager and scheduler crash-loop."""
+    lease, renew, retry = timings
+    return [{"name": "leader-elect-lease-duration", "value": lease},
+            {"name": "leader-elect-renew-deadline", "value": renew},
+            {"name": "leader-elect-retry-period", "value": retry}]
 
 
 def waits(timeout: str) -> dict[str, str]:
@@ -127,6 +138,8 @@ def render_init_config(cluster: ClusterConfig, node: NodeRegistration, advertise
                 _host_dir("audit-log", AUDIT_LOG_DIR, False),
             ],
         },
+        "controllerManager": {"extraArgs": leader_election_args(cluster.leader_election)},
+        "scheduler": {"extraArgs": leader_election_args(cluster.leader_election)},
     }
     return _dump_all([init, cluster_config, _kubelet_configuration(cluster.pod_pids_limit)])
 

@@ -54,5 +54,26 @@ def read_kubernetes(c: Collector, raw: Any, defaults: Mapping[str, Any]) -> Kube
         control_plane_timeout=c.string(k8s["controlPlaneTimeout"],
                                        "kubernetes.controlPlaneTimeout", TTL_RE,
                                        "a duration like 4m or 20m"),
+        leader_election=_leader_election(c, k8s["leaderElection"], defaults),
         pod_pids_limit=c.integer(k8s["podPidsLimit"], "kubernetes.podPidsLimit", 64, 4194304),
     )
+
+
+_SECONDS = re.compile(r"^(\d+)(s|m)$")
+
+
+def _leader_election(c: Collector, raw: Any, defaults: Mapping[str, Any]) -> tuple[str, str, str]:
+    """Kubernetes' own rule: retryPeriod < renewDeadline < leaseDuration."""
+    path = "kubernetes.leaderElection"
+    le = c.section(raw, path, defaults["kubernetes"]["leaderElection"])
+    keys = ("leaseDuration", "renewDeadline", "retryPeriod")
+    seconds = []
+    for key in keys:
+        match = _SECONDS.match(str(le[key]))
+        if not match:
+            c.error(f"{path}.{key}", f"{le[key]!r} is not a duration like 15s or 2m")
+            return ("15s", "10s", "2s")
+        seconds.append(int(match[1]) * (60 if match[2] == "m" else 1))
+    if not seconds[2] < seconds[1] < seconds[0]:
+        c.error(path, "needs retryPeriod < renewDeadline < leaseDuration")
+    return (str(le[keys[0]]), str(le[keys[1]]), str(le[keys[2]]))

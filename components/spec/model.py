@@ -119,6 +119,8 @@ class KubernetesSpec:
     pause_image_tag: str = "3.10.1"
     # kubeadm's wait for the control plane's health (its default is 4m); slow hosts need more.
     control_plane_timeout: str = "4m"
+    # controller-manager and scheduler leader election: lease, renew deadline, retry period.
+    leader_election: tuple[str, str, str] = ("15s", "10s", "2s")
     # KubeletConfiguration podPidsLimit: a fork bomb in one pod cannot exhaust the node's PIDs.
     pod_pids_limit: int = 1024
 

@@ -26,6 +26,8 @@ def mirrored_config() -> dict[str, Any]:
                                        "apt": f"{FILES}/debian", "offline": False}
     config["sandboxed-k8s:libvirt"]["baseImageChecksum"] = DIGEST
     config["sandboxed-k8s:kubernetes"]["controlPlaneTimeout"] = "20m"
+    config["sandboxed-k8s:kubernetes"]["leaderElection"] = {
+        "leaseDuration": "2m", "renewDeadline": "90s", "retryPeriod": "20s"}
     return config
 
 
@@ -80,7 +82,7 @@ def test_every_node_is_pointed_at_the_mirrors() -> None:
         assert apt["primary"][0]["uri"] == f"{FILES}/debian"
 
 
-def test_kubeadm_gets_the_pinned_images_and_the_raised_timeout() -> None:
+def test_kubeadm_gets_the_pinned_images_and_the_slow_host_settings() -> None:
     graph = run_program(mirrored_config(), "dev")
     docs = shipped_yaml(command(graph, "master-kubeadm-init"), "KUBEADM_CONFIG_B64")
     init = next(d for d in docs if d["kind"] == "InitConfiguration")
@@ -89,6 +91,11 @@ def test_kubeadm_gets_the_pinned_images_and_the_raised_timeout() -> None:
     assert cluster["etcd"] == {"local": {"imageTag": "3.6.5-0"}}
     assert cluster["dns"] == {"imageTag": "v1.12.1"}
     assert init["timeouts"]["controlPlaneComponentHealthCheck"] == "20m"
+    for component in ("controllerManager", "scheduler"):
+        assert cluster[component]["extraArgs"] == [
+            {"name": "leader-elect-lease-duration", "value": "2m"},
+            {"name": "leader-elect-renew-deadline", "value": "90s"},
+            {"name": "leader-elect-retry-period", "value": "20s"}]
     join = shipped_yaml(command(graph, "worker1-kubeadm-join"), "KUBEADM_JOIN_CONFIG_B64")[0]
     assert join["timeouts"]["kubeletHealthCheck"] == "20m"
 
