@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -130,23 +131,34 @@ def ensure_mirror() -> Mirror:
     return load_mirror(root)
 
 
+def _netns(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/net")
+    except OSError:
+        return None
+
+
 @contextlib.contextmanager
-def network_namespace(address: str = "10.19.0.1/24") -> Iterator[list[str]]:
+def network_namespace(address: str = "10.19.0.1/24", bridge: str = "lab0"
+                      ) -> Iterator[list[str]]:
     """A private network namespace with `lo` up and `address` on a bridge (the interface VMs'
     taps join; our kernels have no dummy interfaces); yields the command prefix that runs a
     command inside it. Its holder process ends with the block, and the namespace with it."""
     holder = subprocess.Popen(["unshare", "--net", "sleep", "infinity"])
     prefix = ["nsenter", "-t", str(holder.pid), "-n"]
     try:
+        # Until unshare has made the namespace, its process is still in ours: entering it
+        # then would configure this machine's network.
+        ours = os.readlink("/proc/self/ns/net")
         deadline = time.monotonic() + START_TIMEOUT_S
-        while subprocess.run([*prefix, "ip", "link", "set", "lo", "up"],
-                             capture_output=True).returncode != 0:
-            if time.monotonic() > deadline:
+        while _netns(holder.pid) in (ours, None):
+            if holder.poll() is not None or time.monotonic() > deadline:
                 raise MirrorError("network namespace did not come up")
             time.sleep(0.05)
-        for cmd in (["ip", "link", "add", "mirror0", "type", "bridge"],
-                    ["ip", "addr", "add", address, "dev", "mirror0"],
-                    ["ip", "link", "set", "mirror0", "up"]):
+        for cmd in (["ip", "link", "set", "lo", "up"],
+                    ["ip", "link", "add", bridge, "type", "bridge"],
+                    ["ip", "addr", "add", address, "dev", bridge],
+                    ["ip", "link", "set", bridge, "up"]):
             subprocess.run([*prefix, *cmd], check=True, capture_output=True)
         yield prefix
     finally:
@@ -184,7 +196,7 @@ def registry_config(storage: Path, listen: str) -> str:
 def _wait_answering(prefix: Sequence[str], url: str, proc: subprocess.Popen[bytes],
                     log: Path) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
-    while subprocess.run([*prefix, "curl", "-fsS", "-o", "/dev/null", url],
+    while subprocess.run([*prefix, "curl", "-fsS", "-m", "5", "-o", "/dev/null", url],
                          capture_output=True).returncode != 0:
         if proc.poll() is not None or time.monotonic() > deadline:
             raise MirrorError(f"{url} did not answer:\n{log.read_text()[-3000:]}")
