@@ -32,7 +32,7 @@ import tarfile
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -188,6 +188,7 @@ class SSHClient:
         known_hosts: Path,
         host_key_type: str = "ssh-ed25519",
         host: str = "127.0.0.1",
+        prefix: Sequence[str] = (),
     ) -> None:
         self.port = port
         self.user = user
@@ -195,6 +196,8 @@ class SSHClient:
         self.known_hosts = known_hosts
         self.host_key_type = host_key_type
         self.host = host
+        # Runs ssh elsewhere, e.g. `nsenter -t PID -n` for a guest on a namespace's bridge.
+        self.prefix = tuple(prefix)
 
     def ssh_command(self) -> list[str]:
         """The ssh argv up to and including the destination (append a remote command)."""
@@ -216,7 +219,8 @@ class SSHClient:
             "ServerAliveCountMax": "8",
             "LogLevel": "ERROR",
         }
-        argv = ["ssh", "-F", "/dev/null", "-T", "-p", str(self.port), "-i", str(self.private_key)]
+        argv = [*self.prefix, "ssh", "-F", "/dev/null", "-T", "-p", str(self.port),
+                "-i", str(self.private_key)]
         for key, value in opts.items():
             argv += ["-o", f"{key}={value}"]
         argv.append(f"{self.user}@{self.host}")
@@ -414,6 +418,8 @@ class BootedVM(SSHClient):
         private_key: Path,
         known_hosts: Path,
         host_key_type: str,
+        host: str = "127.0.0.1",
+        prefix: Sequence[str] = (),
     ) -> None:
         super().__init__(
             port=port,
@@ -421,6 +427,8 @@ class BootedVM(SSHClient):
             private_key=private_key,
             known_hosts=known_hosts,
             host_key_type=host_key_type,
+            host=host,
+            prefix=prefix,
         )
         self.process = process
         self.workdir = workdir
@@ -449,6 +457,8 @@ class BootedVM(SSHClient):
             private_key=private_key or self.private_key,
             known_hosts=known_hosts,
             host_key_type=key_type,
+            host=self.host,
+            prefix=self.prefix,
         )
 
     def console_tail(self, lines: int = 60) -> str:
@@ -564,9 +574,12 @@ def qemu_argv(
     extra_kernel_args: str,
     mac: str | None = None,
     guest_agent_channel: bool = True,
+    tap: str | None = None,
 ) -> list[str]:
     append = f"root=/dev/vda rw console=ttyS0 net.ifnames=0 {extra_kernel_args}".strip()
     nic = "virtio-net-pci,netdev=net0" + (f",mac={mac}" if mac else "")
+    netdev = (f"tap,id=net0,ifname={tap},script=no,downscript=no" if tap
+              else f"user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:22")
     argv = [
         "qemu-system-x86_64",
         "-name", "sk8s-test-vm",
@@ -588,7 +601,7 @@ def qemu_argv(
         "-drive",
         f"file={_qemu_path(overlay)},if=virtio,format=qcow2,cache=unsafe,discard=unmap",
         "-drive", f"file={_qemu_path(seed)},if=virtio,format=raw,readonly=on",
-        "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:22",
+        "-netdev", netdev,
         "-device", nic,
         "-device", "virtio-rng-pci",
     ]  # fmt: skip
@@ -599,6 +612,18 @@ def qemu_argv(
             "-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
         ]  # fmt: skip
     return argv
+
+
+@dataclass(frozen=True)
+class TapNic:
+    """The guest's NIC as a tap device on a bridge in a network namespace (instead of qemu's
+    user-mode network): qemu and ssh run through ``prefix`` (which enters the namespace), the
+    tap ``name`` exists there already, and SSH goes to ``address`` port 22. The guest's
+    address must come from the seed's network-config."""
+
+    prefix: tuple[str, ...]
+    name: str
+    address: str
 
 
 @contextlib.contextmanager
@@ -620,13 +645,15 @@ def boot_vm(
     mac: str | None = None,
     guest_agent_channel: bool = True,
     boot_timeout: float = BOOT_TIMEOUT_S,
+    tap: TapNic | None = None,
 ) -> Iterator[BootedVM]:
     """Boot a throw-away overlay of ``image`` with the given cloud-init seed; yield once SSH
     (as ``admin_user`` with ``private_key``, host key pinned to ``host_public_key``) works.
 
     qemu's user-mode network puts the guest at 10.0.2.15/24 (gateway 10.0.2.2, DNS 10.0.2.3),
     so a static ``network_config`` must use those; ``mac`` sets the NIC's address for configs
-    that match on it. ``guest_agent_channel`` adds the virtio-serial port qemu-guest-agent
+    that match on it. With ``tap`` the NIC is that tap device instead (see TapNic).
+    ``guest_agent_channel`` adds the virtio-serial port qemu-guest-agent
     needs (``org.qemu.guest_agent.0``, socket ``qga.sock`` in the work directory).
 
     On exit qemu is stopped and the overlay and seed are deleted. When ``workdir`` is given
@@ -654,8 +681,8 @@ def boot_vm(
 
         started = time.monotonic()
         for attempt in range(5):
-            port = free_loopback_port()
-            argv = qemu_argv(
+            port = 22 if tap else free_loopback_port()
+            argv = [*(tap.prefix if tap else ()), *qemu_argv(
                 image,
                 overlay=overlay,
                 seed=seed,
@@ -669,7 +696,8 @@ def boot_vm(
                 extra_kernel_args=extra_kernel_args,
                 mac=mac,
                 guest_agent_channel=guest_agent_channel,
-            )
+                tap=tap.name if tap else None,
+            )]
             with stderr_log.open("wb") as err:
                 process = subprocess.Popen(
                     argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err, cwd=work
@@ -684,6 +712,8 @@ def boot_vm(
                 private_key=private_key,
                 known_hosts=known_hosts,
                 host_key_type=host_public_key.split()[0],
+                host=tap.address if tap else "127.0.0.1",
+                prefix=tap.prefix if tap else (),
             )
             try:
                 process.wait(timeout=2)
