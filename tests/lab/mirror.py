@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from components.spec import DEFAULTS
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "tools" / "build-lab-mirror.sh"
 REGISTRY_PORT = 5000
@@ -240,3 +242,37 @@ def serve_mirror(mirror: Mirror, prefix: Sequence[str], address: str) -> Iterato
         for proc in procs:
             _stop(proc)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def stack_sections(mirror: Mirror, files_url: str) -> dict[str, dict[str, str]]:
+    """The stack configuration sections that point a cluster's downloads at this mirror's
+    files served at `files_url` (e.g. http://10.19.0.1:8080): versions, base URLs and the
+    checksums of the binaries built here (they are not upstream's)."""
+    def base(section: str) -> str:
+        return files_url + "/" + str(DEFAULTS[section]["baseUrl"]).split("://", 1)[1]
+
+    def sha(url_tail: str, algorithm: str = "sha256") -> str:
+        found = [f for f in mirror.files if f.url.endswith(url_tail)]
+        if len(found) != 1:
+            raise MirrorError(f"{len(found)} files end with {url_tail}")
+        return found[0].sha256 if algorithm == "sha256" else str(found[0].sha512)
+
+    v = {k: s.removeprefix("v") for k, s in mirror.versions.items()}
+    k8s = f"/v{v['kubernetes_version']}/bin/linux/amd64"
+    gvisor = f"/{v['gvisor_release']}/x86_64"
+    return {
+        "kubernetes": {"version": v["kubernetes_version"], "baseUrl": base("kubernetes"),
+                       **{f"{b}Sha256": sha(f"{k8s}/{b}") for b in ("kubeadm", "kubelet",
+                                                                     "kubectl")}},
+        "containerd": {"version": v["containerd_version"], "baseUrl": base("containerd"),
+                       "sha256": sha(f"/containerd-{v['containerd_version']}-linux-amd64.tar.gz")},
+        "runc": {"version": v["runc_version"], "baseUrl": base("runc"),
+                 "sha256": sha(f"/v{v['runc_version']}/runc.amd64")},
+        "cniPlugins": {"version": v["cni_plugins_version"], "baseUrl": base("cniPlugins"),
+                       "sha256": sha(f"/cni-plugins-linux-amd64-v{v['cni_plugins_version']}.tgz")},
+        "crictl": {"version": v["crictl_version"], "baseUrl": base("crictl"),
+                   "sha256": sha(f"/crictl-v{v['crictl_version']}-linux-amd64.tar.gz")},
+        "gvisor": {"release": mirror.versions["gvisor_release"], "baseUrl": base("gvisor"),
+                   "runscSha512": sha(f"{gvisor}/runsc", "sha512"),
+                   "shimSha512": sha(f"{gvisor}/containerd-shim-runsc-v1", "sha512")},
+    }
