@@ -104,7 +104,7 @@ main() {
     fi
     [[ "$(id -u)" == 0 ]] || { log "must run as root (a private network namespace)"; exit 1; }
     local cmd
-    for cmd in go gcc jq apt-get unshare readelf; do
+    for cmd in go gcc jq curl apt-get dpkg-deb unshare nsenter readelf; do
         command -v "${cmd}" >/dev/null || { log "${cmd} is not installed"; exit 1; }
     done
     start="$(now)"

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Go builders of tools/build-lab-mirror.sh (sourced by it, after tools/build-test-tools.sh,
-# whose build_into, throwaway_module, build_kubernetes, build_containerd, build_gvisor and
+# whose build_into, throwaway_module, build_kubernetes, build_etcd, build_gvisor and
 # build_crictl they reuse). Every binary is built from the Go module proxy at the versions
 # pinned at the top of build-lab-mirror.sh, into ${BIN_ROOT}/<tool>-<version>/; a folder that
 # already holds its binaries is reused, whichever of the two scripts built it.
