@@ -21,6 +21,7 @@
 # Usage: tools/build-test-tools.sh [GROUP...]          build what is missing, then print paths
 #        tools/build-test-tools.sh --paths [GROUP...]  print paths only (no build, no network)
 # With no GROUP, both groups.
+# Sourced (tools/build-lab-mirror.sh), it only defines its pins and functions.
 #
 # Output: one line per binary on stdout, "BIN <name> <absolute path>", which the
 # pytest harnesses parse; progress and timings go to stderr.
@@ -287,4 +288,7 @@ main() {
     done
 }
 
-main "$@"
+# Run only when executed: tools/build-lab-mirror.sh sources this file for its builders.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+    main "$@"
+fi

@@ -1,20 +1,18 @@
-"""A private network for the cluster's VMs: a network namespace with a bridge (the mirrors
-listen on its address) and one tap device per VM. Nothing in it reaches any other network."""
+"""The cluster's private network: the lab network (tests/lab/network.py: a namespace made by
+the test, a bridge carrying the lab mirror at its gateway address) with one tap per node."""
 
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import subprocess
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.lab.network import LAB_NETWORK, lab_network
 from tests.vm.harness import TapNic
 
-BRIDGE = "br0"
-START_TIMEOUT_S = 30.0
+CIDR = str(LAB_NETWORK)
 
 
 @dataclass(frozen=True)
@@ -35,34 +33,11 @@ class ClusterNetwork:
 
 
 @contextlib.contextmanager
-def cluster_network(cidr: str, nodes: dict[str, str]) -> Iterator[ClusterNetwork]:
-    """`nodes`: name -> the address its network-config gives it (inside `cidr`)."""
-    network = ipaddress.IPv4Network(cidr)
-    gateway = str(next(network.hosts()))
-    holder = subprocess.Popen(["unshare", "--net", "sleep", "infinity"])
-    prefix = ("nsenter", "-t", str(holder.pid), "-n")
-
-    def ip(*args: str) -> None:
-        subprocess.run([*prefix, "ip", *args], check=True, capture_output=True, timeout=30)
-
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while subprocess.run([*prefix, "ip", "link", "set", "lo", "up"],
-                             capture_output=True).returncode != 0:
-            if time.monotonic() > deadline:
-                raise AssertionError("the cluster's network namespace did not come up")
-            time.sleep(0.05)
-        ip("link", "add", BRIDGE, "type", "bridge")
-        ip("addr", "add", f"{gateway}/{network.prefixlen}", "dev", BRIDGE)
-        ip("link", "set", BRIDGE, "up")
+def cluster_network(nodes: Mapping[str, str]) -> Iterator[ClusterNetwork]:
+    """`nodes`: name -> the address its network-config gives it (inside CIDR)."""
+    with lab_network() as net:
         taps = {}
         for i, (node, address) in enumerate(sorted(nodes.items())):
-            name = f"tap{i}"
-            ip("tuntap", "add", "dev", name, "mode", "tap")
-            ip("link", "set", name, "master", BRIDGE)
-            ip("link", "set", name, "up")
-            taps[node] = TapNic(prefix, name, address)
-        yield ClusterNetwork(prefix, gateway, taps)
-    finally:
-        holder.kill()
-        holder.wait(timeout=10)
+            net.add_tap(f"tap{i}")
+            taps[node] = TapNic(net.prefix, f"tap{i}", address)
+        yield ClusterNetwork(net.prefix, net.gateway, taps)

@@ -196,7 +196,8 @@ class SSHClient:
         self.known_hosts = known_hosts
         self.host_key_type = host_key_type
         self.host = host
-        self.prefix = tuple(prefix)  # e.g. nsenter into the network namespace of a tap NIC
+        # Runs ssh elsewhere, e.g. `nsenter -t PID -n` for a guest on a namespace's bridge.
+        self.prefix = tuple(prefix)
 
     def ssh_command(self) -> list[str]:
         """The ssh argv up to and including the destination (append a remote command)."""
@@ -532,15 +533,6 @@ class BootedVM(SSHClient):
                 self.process.wait(timeout=QEMU_STOP_TIMEOUT_S)
 
 
-@dataclass(frozen=True)
-class TapNic:
-    """A tap device in a network namespace the test made (joined to its bridge)."""
-
-    prefix: tuple[str, ...]  # runs a command in that namespace, e.g. nsenter -t PID -n
-    ifname: str
-    address: str  # the guest's address (from its network-config), reached over SSH
-
-
 def make_seed(
     path: Path,
     user_data: str,
@@ -586,6 +578,8 @@ def qemu_argv(
 ) -> list[str]:
     append = f"root=/dev/vda rw console=ttyS0 net.ifnames=0 {extra_kernel_args}".strip()
     nic = "virtio-net-pci,netdev=net0" + (f",mac={mac}" if mac else "")
+    netdev = (f"tap,id=net0,ifname={tap},script=no,downscript=no" if tap
+              else f"user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:22")
     argv = [
         "qemu-system-x86_64",
         "-name", "sk8s-test-vm",
@@ -607,8 +601,7 @@ def qemu_argv(
         "-drive",
         f"file={_qemu_path(overlay)},if=virtio,format=qcow2,cache=unsafe,discard=unmap",
         "-drive", f"file={_qemu_path(seed)},if=virtio,format=raw,readonly=on",
-        "-netdev", (f"tap,id=net0,ifname={tap},script=no,downscript=no" if tap else
-                    f"user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:22"),
+        "-netdev", netdev,
         "-device", nic,
         "-device", "virtio-rng-pci",
     ]  # fmt: skip
@@ -619,6 +612,18 @@ def qemu_argv(
             "-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
         ]  # fmt: skip
     return argv
+
+
+@dataclass(frozen=True)
+class TapNic:
+    """The guest's NIC as a tap device on a bridge in a network namespace (instead of qemu's
+    user-mode network): qemu and ssh run through ``prefix`` (which enters the namespace), the
+    tap ``name`` exists there already, and SSH goes to ``address`` port 22. The guest's
+    address must come from the seed's network-config."""
+
+    prefix: tuple[str, ...]
+    name: str
+    address: str
 
 
 @contextlib.contextmanager
@@ -647,11 +652,9 @@ def boot_vm(
 
     qemu's user-mode network puts the guest at 10.0.2.15/24 (gateway 10.0.2.2, DNS 10.0.2.3),
     so a static ``network_config`` must use those; ``mac`` sets the NIC's address for configs
-    that match on it. ``guest_agent_channel`` adds the virtio-serial port qemu-guest-agent
+    that match on it. With ``tap`` the NIC is that tap device instead (see TapNic).
+    ``guest_agent_channel`` adds the virtio-serial port qemu-guest-agent
     needs (``org.qemu.guest_agent.0``, socket ``qga.sock`` in the work directory).
-
-    With ``tap`` the NIC is that tap device instead (qemu runs in its network namespace) and
-    SSH goes to the guest's own address from inside that namespace.
 
     On exit qemu is stopped and the overlay and seed are deleted. When ``workdir`` is given
     the console log and known_hosts stay there for post-mortems; otherwise a temporary
@@ -679,7 +682,7 @@ def boot_vm(
         started = time.monotonic()
         for attempt in range(5):
             port = 22 if tap else free_loopback_port()
-            argv = qemu_argv(
+            argv = [*(tap.prefix if tap else ()), *qemu_argv(
                 image,
                 overlay=overlay,
                 seed=seed,
@@ -693,12 +696,11 @@ def boot_vm(
                 extra_kernel_args=extra_kernel_args,
                 mac=mac,
                 guest_agent_channel=guest_agent_channel,
-                tap=tap.ifname if tap else None,
-            )
+                tap=tap.name if tap else None,
+            )]
             with stderr_log.open("wb") as err:
                 process = subprocess.Popen(
-                    [*(tap.prefix if tap else ()), *argv], stdin=subprocess.DEVNULL,
-                    stdout=err, stderr=err, cwd=work,
+                    argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err, cwd=work
                 )
             vm = BootedVM(
                 process=process,
