@@ -2,8 +2,9 @@
 # Build the pinned test tools from the Go module proxy into a version-keyed cache outside the
 # repo. Two groups:
 #   node       containerd 2.x, gVisor runsc + its containerd shim, crictl (tests/node, tests/vm)
-#   apiserver  kube-apiserver, kube-controller-manager and kubectl at the cluster's Kubernetes
-#              version, and the etcd that kubeadm of that version deploys (tests/apiserver)
+#   apiserver  Kubernetes' seven binaries (kubeadm, kubelet, kubectl, kube-apiserver,
+#              kube-controller-manager, kube-scheduler, kube-proxy) at the cluster's version,
+#              and the etcd that kubeadm of that version deploys (tests/apiserver)
 # Each lands in
 #
 #   ${SANDBOXED_K8S_CACHE:-~/.cache/sandboxed-k8s}/bin/<tool>-<version>/
@@ -58,7 +59,10 @@ CONTAINERD_BINS=(containerd containerd-shim-runc-v2 ctr)
 GVISOR_BINS=(runsc containerd-shim-runsc-v1)
 CRICTL_BINS=(crictl)
 SHIM_TESTPATCH_BINS=(containerd-shim-runsc-v1)
-KUBERNETES_BINS=(kube-apiserver kube-controller-manager kubectl)
+# All seven: the lab mirror (tools/build-lab-mirror.sh) shares this folder, and kubeadm checks
+# our rendered kubeadm configuration in tests/apiserver.
+KUBERNETES_BINS=(kubeadm kubelet kubectl kube-apiserver kube-controller-manager kube-scheduler
+    kube-proxy)
 ETCD_BINS=(etcd)
 
 # Never fetch another Go toolchain; use the one on the machine.

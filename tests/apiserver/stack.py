@@ -22,7 +22,7 @@ from tests.apiserver.program import (
 from tests.graph.conftest import stack_graph
 from tests.graph.harness import Registration
 
-APISERVER_BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl")
+APISERVER_BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl", "kubeadm")
 FIELD_MANAGER = "pulumi-kubernetes"
 
 
