@@ -104,12 +104,14 @@ class SandboxedCluster(pulumi.ComponentResource):
         for node in spec.worker_nodes:
             self._join(spec, node, connections, [])
 
-        # The provider needs only its kubeconfig (computed from the PKI, no cluster step): the
-        # engine always includes explicit providers in `--target`/`--exclude` runs, so an
-        # ordering dependency here would break them. The objects wait for the cluster instead.
+        # pulumi-kubernetes decides once, when it is configured, whether the cluster is
+        # reachable, and fails every object after an early "no": its kubeconfig therefore
+        # carries the control plane's last step, so the engine configures it only once the
+        # API server is up (a provider configured at the start of the first `up` finds no VM).
         self.kubernetes_provider = k8s.Provider(
             "kubernetes",
-            kubeconfig=self.pki.kubeconfig,
+            kubeconfig=pulumi.Output.all(self.pki.kubeconfig, previous.id).apply(
+                lambda values: values[0]),
             enable_server_side_apply=True,
             opts=pulumi.ResourceOptions(parent=self),
         )
