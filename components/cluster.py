@@ -97,7 +97,7 @@ class SandboxedCluster(pulumi.ComponentResource):
             [n.name for n in spec.nodes if n is not first]), opts=child)
 
         self.joins: dict[str, NodeJoin] = {}
-        previous: pulumi.Resource = self.control_plane.init
+        previous: pulumi.CustomResource = self.control_plane.init
         for node in other_control_planes:
             join = self._join(spec, node, connections, [previous])
             previous = join.join

@@ -3,12 +3,14 @@ libvirtd in private namespaces per session, and a copy of the program as a Pulum
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.engine import LibvirtNamespace, Project, missing_prerequisites
+from tests.vm.harness import ensure_image
 
 TIMINGS: dict[str, float] = {}
 
@@ -39,6 +41,20 @@ def project(libvirt_ns: LibvirtNamespace, tmp_path_factory: pytest.TempPathFacto
 @pytest.fixture(scope="session")
 def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("e2e-work")
+
+
+@pytest.fixture(scope="session")
+def image(work: Path) -> tuple[Path, Path, Path]:
+    """The test image: disk for the pools, kernel and initrd for direct boot (copies)."""
+    start = time.monotonic()
+    vm_image = ensure_image()
+    TIMINGS["VM image (cache lookup or build)"] = time.monotonic() - start
+    boot = work / "boot"
+    boot.mkdir(exist_ok=True)
+    kernel, initrd = boot / "vmlinuz", boot / "initrd.img"
+    kernel.write_bytes(vm_image.kernel.read_bytes())
+    initrd.write_bytes(vm_image.initrd.read_bytes())
+    return vm_image.disk, kernel, initrd
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -25,7 +25,6 @@ from tests.e2e.conftest import TIMINGS
 from tests.e2e.engine import REPO_ROOT, LibvirtNamespace, Project
 from tests.e2e.events import spans
 from tests.lab.mirror import Mirror, ensure_mirror, serve_mirror
-from tests.vm.harness import VMImage, ensure_image
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -70,17 +69,6 @@ class Cluster:
     def kubectl_run(self, *args: str, check: bool = True, timeout: float = 300) -> Any:
         return self.ns.run([str(self.kubectl), "--kubeconfig", str(self.kubeconfig), *args],
                            check=check, timeout=timeout)
-
-
-@pytest.fixture(scope="module")
-def image(work: Path) -> tuple[Path, Path, Path]:
-    vm_image: VMImage = ensure_image()
-    boot = work / "cluster-boot"
-    boot.mkdir(exist_ok=True)
-    kernel, initrd = boot / "vmlinuz", boot / "initrd.img"
-    kernel.write_bytes(vm_image.kernel.read_bytes())
-    initrd.write_bytes(vm_image.initrd.read_bytes())
-    return vm_image.disk, kernel, initrd
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,7 @@ from tests.graph.harness import stack_config
 from tests.node.nodes import TEST_IMAGE
 from tests.node.oci import build_busybox_archive, pause_entrypoint
 from tests.node.tools import NodeTools, containerd_version, discover
-from tests.vm.harness import CommandFailed, RunResult, VMImage, ensure_image
+from tests.vm.harness import CommandFailed, RunResult
 from tests.vm.releases import ReleaseMirror, build_mirror
 from tests.vm.test_node_scripts import CRICTL, RemoteCrictl, sandbox_image
 
@@ -173,20 +173,6 @@ def tools() -> NodeTools:
     found = discover()
     TIMINGS["Go-built node tools (cache lookup or build)"] = time.monotonic() - start
     return found
-
-
-@pytest.fixture(scope="module")
-def image(work: Path) -> tuple[Path, Path, Path]:
-    """The test image: disk for the pool, kernel and initrd for direct boot (copies)."""
-    start = time.monotonic()
-    vm_image: VMImage = ensure_image()
-    TIMINGS["VM image (cache lookup or build)"] = time.monotonic() - start
-    boot = work / "boot"
-    boot.mkdir(exist_ok=True)
-    kernel, initrd = boot / "vmlinuz", boot / "initrd.img"
-    kernel.write_bytes(vm_image.kernel.read_bytes())
-    initrd.write_bytes(vm_image.initrd.read_bytes())
-    return vm_image.disk, kernel, initrd
 
 
 @pytest.fixture(scope="module")
