@@ -112,6 +112,10 @@ class SandboxedCluster(pulumi.ComponentResource):
             "kubernetes",
             kubeconfig=pulumi.Output.all(self.pki.kubeconfig, previous.id).apply(
                 lambda values: values[0]),
+            # Its first request (the API's OpenAPI schema) is heavy for a slow control plane.
+            kube_client_settings=(k8s.KubeClientSettingsArgs(
+                timeout=spec.kubernetes.api_client_timeout)
+                if spec.kubernetes.api_client_timeout else None),
             enable_server_side_apply=True,
             opts=pulumi.ResourceOptions(parent=self),
         )

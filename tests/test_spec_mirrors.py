@@ -104,6 +104,7 @@ def test_bad_mirror_settings_are_rejected(mirrors: dict[str, Any], key: str,
     ({"controlPlaneTimeout": "soon"}, "kubernetes.controlPlaneTimeout"),
     ({"leaderElection": {"leaseDuration": "10s"}}, "kubernetes.leaderElection"),
     ({"leaderElection": {"retryPeriod": "fast"}}, "kubernetes.leaderElection.retryPeriod"),
+    ({"apiClientTimeout": "long"}, "kubernetes.apiClientTimeout"),
 ])
 def test_bad_image_settings_are_rejected(change: dict[str, str], key: str) -> None:
     config = dev_config()

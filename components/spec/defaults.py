@@ -37,6 +37,7 @@ DEFAULTS: dict[str, Any] = {
         "pauseImageTag": "3.10.1",
         "controlPlaneTimeout": "4m",
         "leaderElection": {"leaseDuration": "15s", "renewDeadline": "10s", "retryPeriod": "2s"},
+        "apiClientTimeout": None,
     },
     "containerd": {"version": "2.1.5",
                    "sha256": "403af72d9f956ed8a5ad5b0ac0f1e8e371a1488f2b9edf9b4ba13db0653936ea",

@@ -55,6 +55,7 @@ def read_kubernetes(c: Collector, raw: Any, defaults: Mapping[str, Any]) -> Kube
                                        "kubernetes.controlPlaneTimeout", TTL_RE,
                                        "a duration like 4m or 20m"),
         leader_election=_leader_election(c, k8s["leaderElection"], defaults),
+        api_client_timeout=_seconds(c, k8s["apiClientTimeout"], "kubernetes.apiClientTimeout"),
         pod_pids_limit=c.integer(k8s["podPidsLimit"], "kubernetes.podPidsLimit", 64, 4194304),
     )
 
@@ -77,3 +78,13 @@ def _leader_election(c: Collector, raw: Any, defaults: Mapping[str, Any]) -> tup
     if not seconds[2] < seconds[1] < seconds[0]:
         c.error(path, "needs retryPeriod < renewDeadline < leaseDuration")
     return (str(le[keys[0]]), str(le[keys[1]]), str(le[keys[2]]))
+
+
+def _seconds(c: Collector, value: Any, path: str) -> int | None:
+    if value is None:
+        return None
+    match = _SECONDS.match(str(value))
+    if not match:
+        c.error(path, f"{value!r} is not a duration like 90s or 5m")
+        return None
+    return int(match[1]) * (60 if match[2] == "m" else 1)

@@ -14,8 +14,9 @@ from tests.graph.harness import stack_config
 from tests.lab.mirror import FILES_PORT, REGISTRY_PORT, Mirror, stack_sections
 
 PROJECT_KEY = "sandboxed-k8s:"
-# Software emulation: kubeadm's 4-minute waits and the controllers' 15 s leases are too short.
-SLOW_HOST = {"controlPlaneTimeout": "40m",
+# Software emulation: kubeadm's 4-minute waits, the controllers' 15 s leases and the
+# provider's 32 s requests are too short.
+SLOW_HOST = {"controlPlaneTimeout": "40m", "apiClientTimeout": "5m",
              "leaderElection": {"leaseDuration": "2m", "renewDeadline": "90s",
                                 "retryPeriod": "20s"}}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,6 +27,7 @@ def mirrored_config() -> dict[str, Any]:
                                        "apt": f"{FILES}/debian", "offline": False}
     config["sandboxed-k8s:libvirt"]["baseImageChecksum"] = DIGEST
     config["sandboxed-k8s:kubernetes"]["controlPlaneTimeout"] = "20m"
+    config["sandboxed-k8s:kubernetes"]["apiClientTimeout"] = "5m"
     config["sandboxed-k8s:kubernetes"]["leaderElection"] = {
         "leaseDuration": "2m", "renewDeadline": "90s", "retryPeriod": "20s"}
     return config
@@ -98,6 +100,13 @@ def test_kubeadm_gets_the_pinned_images_and_the_slow_host_settings() -> None:
             {"name": "leader-elect-retry-period", "value": "20s"}]
     join = shipped_yaml(command(graph, "worker1-kubeadm-join"), "KUBEADM_JOIN_CONFIG_B64")[0]
     assert join["timeouts"]["kubeletHealthCheck"] == "20m"
+
+
+def test_the_kubernetes_provider_waits_longer_on_a_slow_host() -> None:
+    provider = run_program(mirrored_config(), "dev").of_type("pulumi:providers:kubernetes")[0]
+    assert json.loads(provider.inputs["kubeClientSettings"]) == {"timeout": 300}
+    default = run_program(stack_config("dev"), "dev").of_type("pulumi:providers:kubernetes")[0]
+    assert "kubeClientSettings" not in default.inputs
 
 
 def test_a_pinned_base_image_is_verified_before_libvirt_reads_it() -> None:
