@@ -47,5 +47,6 @@ def lab_config(mirror: Mirror, cidr: str, *, worker_memory_mib: int = 2048,
         {"name": "gvisor", "role": "worker", "names": ["worker1"], "runtimes": ["gvisor"],
          "cpu": 1, "memoryMiB": worker_memory_mib, "diskGiB": 10},
     ]
-    config[p("tenants")] = [{"name": "tenant-a"}]
+    # Two tenants: verify checks that one cannot reach the other.
+    config[p("tenants")] = [{"name": "tenant-a"}, {"name": "tenant-b"}]
     return config
