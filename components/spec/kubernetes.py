@@ -68,14 +68,11 @@ def _leader_election(c: Collector, raw: Any, defaults: Mapping[str, Any]) -> tup
     path = "kubernetes.leaderElection"
     le = c.section(raw, path, defaults["kubernetes"]["leaderElection"])
     keys = ("leaseDuration", "renewDeadline", "retryPeriod")
-    seconds = []
-    for key in keys:
-        match = _SECONDS.match(str(le[key]))
-        if not match:
-            c.error(f"{path}.{key}", f"{le[key]!r} is not a duration like 15s or 2m")
-            return ("15s", "10s", "2s")
-        seconds.append(int(match[1]) * (60 if match[2] == "m" else 1))
-    if not seconds[2] < seconds[1] < seconds[0]:
+    seconds = [s for key in keys if (s := _seconds(c, le[key], f"{path}.{key}")) is not None]
+    if len(seconds) < len(keys):
+        return ("15s", "10s", "2s")
+    lease, renew, retry = seconds
+    if not retry < renew < lease:
         c.error(path, "needs retryPeriod < renewDeadline < leaseDuration")
     return (str(le[keys[0]]), str(le[keys[1]]), str(le[keys[2]]))
 

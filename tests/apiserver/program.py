@@ -75,16 +75,6 @@ def manifest(registration: Registration) -> Obj:
 
 def kubernetes_objects(graph: Graph) -> list[Registration]:
     """Every Kubernetes object of the graph, each after the objects it depends on."""
-    objects = [r for r in graph.resources if r.type.startswith("kubernetes:")
-               and not r.type.startswith("pulumi:providers:")]
-    urns = {r.urn for r in objects}
-    waits = {r.urn: graph.ancestors(r.urn) & urns for r in objects}
-    ordered: list[Registration] = []
-    done: set[str] = set()
-    while len(ordered) < len(objects):
-        ready = [r for r in objects if r.urn not in done and waits[r.urn] <= done]
-        if not ready:
-            raise AssertionError("the Kubernetes objects' dependencies form a cycle")
-        ordered += ready
-        done |= {r.urn for r in ready}
-    return ordered
+    return graph.in_dependency_order([
+        r for r in graph.resources
+        if r.type.startswith("kubernetes:") and not r.type.startswith("pulumi:providers:")])

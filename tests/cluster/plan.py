@@ -45,18 +45,11 @@ class ClusterPlan:
 
 def cluster_plan(config: Mapping[str, Any], stack: str) -> ClusterPlan:
     graph = run_program(config, stack, mocks=RealTlsProviders())
-    commands = graph.of_type(REMOTE_COMMAND)
+    commands = sorted(graph.of_type(REMOTE_COMMAND), key=lambda r: r.name)
     names = {r.urn: r.name for r in commands}
     waits = {r.name: frozenset(names[u] for u in graph.ancestors(r.urn) if u in names)
              for r in commands}
-    order: list[str] = []
-    while len(order) < len(commands):
-        ready = sorted(n for n, w in waits.items() if n not in order and w <= set(order))
-        if not ready:
-            raise AssertionError(f"the remote steps' dependencies form a cycle: {waits}")
-        order += ready
-    by_name = {r.name: r for r in commands}
-    steps = tuple(RemoteStep(n, by_name[n].inputs["connection"]["host"],
-                             str(by_name[n].inputs["create"]), str(by_name[n].inputs["stdin"]))
-                  for n in order)
+    steps = tuple(RemoteStep(r.name, r.inputs["connection"]["host"], str(r.inputs["create"]),
+                             str(r.inputs["stdin"]))
+                  for r in graph.in_dependency_order(commands))
     return ClusterPlan(graph, steps, waits)

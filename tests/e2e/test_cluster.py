@@ -9,7 +9,6 @@ The tests share one deployment and run in file order.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 import time
@@ -25,6 +24,7 @@ from tests.e2e.conftest import TIMINGS
 from tests.e2e.engine import REPO_ROOT, LibvirtNamespace, Project
 from tests.e2e.events import spans
 from tests.lab.mirror import Mirror, ensure_mirror, serve_mirror
+from tests.vm.releases import sha256_file
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -34,14 +34,6 @@ KERNEL_CMDLINE = "root=/dev/vda rw console=ttyS0 net.ifnames=0"
 UP_TIMEOUT_S = 4 * 3600.0
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def engine_config(mirror: Mirror, image: Path, kernel: Path, initrd: Path) -> dict[str, Any]:
     """The lab stack on the namespace's libvirt: qemu domains booting the test image (pinned
     by its checksum, so the program verifies it before libvirt reads it)."""
@@ -49,7 +41,7 @@ def engine_config(mirror: Mirror, image: Path, kernel: Path, initrd: Path) -> di
     config[p("network")]["name"] = "cluster"
     config[p("libvirt")] = {
         "uri": "qemu:///system", "storagePool": "default", "baseImage": str(image),
-        "baseImageChecksum": f"sha256:{sha256_of(image)}", "domainType": "qemu",
+        "baseImageChecksum": f"sha256:{sha256_file(image)}", "domainType": "qemu",
         "boot": {"kernel": str(kernel), "initrd": str(initrd), "cmdline": KERNEL_CMDLINE},
     }
     return config

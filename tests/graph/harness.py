@@ -8,7 +8,7 @@ import base64
 import hashlib
 import json
 import runpy
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,6 +168,21 @@ class Graph:
             return depth[urn]
 
         return max((visit(r.urn) for r in self.resources), default=0)
+
+    def in_dependency_order(self, registrations: Sequence[Registration]) -> list[Registration]:
+        """`registrations`, each after those of them it transitively waits for; among those
+        ready together, in the order given."""
+        urns = {r.urn for r in registrations}
+        waits = {r.urn: self.ancestors(r.urn) & urns for r in registrations}
+        ordered: list[Registration] = []
+        done: set[str] = set()
+        while len(ordered) < len(registrations):
+            ready = [r for r in registrations if r.urn not in done and waits[r.urn] <= done]
+            if not ready:
+                raise AssertionError("the registrations' dependencies form a cycle")
+            ordered += ready
+            done |= {r.urn for r in ready}
+        return ordered
 
     def depends_on(self, a: Registration, b: Registration) -> bool:
         return b.urn in self.ancestors(a.urn)
