@@ -163,8 +163,8 @@ def _tail(text: str, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-KEX_RETRIES = 10
-KEX_RETRY_DELAY_S = 3.0
+CONNECT_RETRIES = 10
+CONNECT_RETRY_DELAY_S = 3.0
 
 
 def _host_key_failure(stderr: str) -> bool:
@@ -174,6 +174,14 @@ def _host_key_failure(stderr: str) -> bool:
         or "No matching host key type found" in stderr
         or "no matching host key type found" in stderr
     )
+
+
+def _never_connected(stderr: str) -> bool:
+    """ssh failed before the SSH handshake, so the command has not run and trying again cannot
+    run it twice. cloud-init restarts the guest's sshd while it configures the node: through
+    qemu's user-mode forward that is a reset during identification, on a bridge a refusal."""
+    return "kex_exchange_identification" in stderr or (
+        "connect to host" in stderr and "Connection refused" in stderr)
 
 
 class SSHClient:
@@ -242,7 +250,7 @@ class SSHClient:
         key). With ``check`` a non-zero rc raises CommandFailed, or HostKeyVerificationFailed
         when the pinned key was refused.
         """
-        for attempt in range(KEX_RETRIES + 1):
+        for attempt in range(CONNECT_RETRIES + 1):
             try:
                 proc = subprocess.run(
                     [*self.ssh_command(), cmd],
@@ -259,13 +267,10 @@ class SSHClient:
                 proc.stdout.decode("utf-8", errors="replace"),
                 proc.stderr.decode("utf-8", errors="replace"),
             )
-            # qemu's user-mode forward accepts the TCP connection itself and resets it while
-            # the guest's sshd is (re)starting. That happens before the SSH handshake, so the
-            # command has not run and trying again cannot run it twice.
-            if not (result.rc == 255 and "kex_exchange_identification" in result.stderr):
+            if not (result.rc == 255 and _never_connected(result.stderr)):
                 break
-            if attempt < KEX_RETRIES:
-                time.sleep(KEX_RETRY_DELAY_S)
+            if attempt < CONNECT_RETRIES:
+                time.sleep(CONNECT_RETRY_DELAY_S)
         if check and result.rc != 0:
             if result.rc == 255 and _host_key_failure(result.stderr):
                 raise HostKeyVerificationFailed(result.stderr.strip())

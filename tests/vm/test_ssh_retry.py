@@ -11,6 +11,7 @@ from tests.vm import harness
 from tests.vm.harness import BootedVM
 
 RESET = b"kex_exchange_identification: read: Connection reset by peer\r\n"
+REFUSED = b"ssh: connect to host 10.19.0.11 port 22: Connection refused\r\n"
 
 
 class FakeVM:
@@ -29,7 +30,7 @@ def run_with(monkeypatch: pytest.MonkeyPatch, answers: list[tuple[int, bytes]]) 
         return subprocess.CompletedProcess(argv, rc, b"", stderr)
 
     monkeypatch.setattr(subprocess, "run", fake_run)
-    monkeypatch.setattr(harness, "KEX_RETRY_DELAY_S", 0.0)
+    monkeypatch.setattr(harness, "CONNECT_RETRY_DELAY_S", 0.0)
     result = BootedVM.run(FakeVM(), "true", check=False)  # type: ignore[arg-type]
     return result, calls
 
@@ -37,6 +38,12 @@ def run_with(monkeypatch: pytest.MonkeyPatch, answers: list[tuple[int, bytes]]) 
 def test_a_reset_before_the_handshake_is_tried_again(monkeypatch: pytest.MonkeyPatch) -> None:
     result, calls = run_with(monkeypatch, [(255, RESET), (255, RESET), (0, b"")])
     assert (result.rc, calls) == (0, 3)
+
+
+def test_a_refused_connection_is_tried_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A guest on a bridge while cloud-init restarts its sshd.
+    result, calls = run_with(monkeypatch, [(255, REFUSED), (0, b"")])
+    assert (result.rc, calls) == (0, 2)
 
 
 def test_other_ssh_failures_are_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -47,4 +54,4 @@ def test_other_ssh_failures_are_not_retried(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_retries_end(monkeypatch: pytest.MonkeyPatch) -> None:
     result, calls = run_with(monkeypatch, [(255, RESET)])
-    assert (result.rc, calls) == (255, harness.KEX_RETRIES + 1)
+    assert (result.rc, calls) == (255, harness.CONNECT_RETRIES + 1)
