@@ -7,7 +7,7 @@ from components.config import read_stack_spec
 from components.host import check_host
 
 spec = read_stack_spec()  # raises with every config problem before any resource exists
-check_host()  # mkisofs (genisoimage) for the cloud-init disks, before any resource exists
+check_host()  # mkisofs (genisoimage) for the cloud-init seeds, before any resource exists
 cluster = SandboxedCluster("sandboxed-k8s", SandboxedClusterArgs(spec))
 
 pulumi.export("kubeconfig", cluster.kubeconfig)

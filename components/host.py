@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 
 # Executable -> why it is needed and where it comes from.
 REQUIRED_TOOLS: Mapping[str, str] = {
-    "mkisofs": "the libvirt provider builds each node's cloud-init disk (an ISO image) with it "
+    "mkisofs": "the program builds each node's cloud-init seed (an ISO image) with it "
                "on this machine; Debian/Ubuntu: apt install genisoimage; Fedora/RHEL: "
                "dnf install genisoimage (or xorriso's mkisofs)",
 }

@@ -1,4 +1,4 @@
-"""libvirt: one provider per hypervisor, the node network, volumes, cloud-init disks, domains.
+"""libvirt: one provider per hypervisor, the node network, volumes, cloud-init seeds, domains.
 
 The only module that imports pulumi_libvirt (0.5.x is deprecated upstream; a migration to
 another provider touches this file alone).
@@ -12,6 +12,7 @@ import pulumi
 import pulumi_libvirt as libvirt
 from pulumi_command import local
 
+from components.render.cloudinit import render_seed_files
 from components.render.scripts import SCRIPTS_DIR
 from components.render.volumes import PRIVATE_VOLUME_XSLT
 from components.spec import ClusterSpec, NodeSpec, PoolSpec
@@ -43,14 +44,18 @@ def kernel_cmdline(cmdline: str) -> list[dict[str, str]]:
 
 
 def private_volume() -> libvirt.VolumeXmlArgs:
-    """Volumes created 0600 (the provider writes 0644). The cloud-init disk cannot take an
-    XSLT in this provider version; tools/check-hypervisor reports it."""
+    """Volumes created 0600 (the provider writes 0644)."""
     return libvirt.VolumeXmlArgs(xslt=PRIVATE_VOLUME_XSLT)
 
 
 @dataclass(frozen=True)
 class NodeBootDocuments:
     """cloud-init NoCloud documents for one node (user-data holds its private host key)."""
+
+    def seed_files(self) -> pulumi.Output[str]:
+        """The documents as build-seed-iso.sh reads them (secret: user-data is)."""
+        return pulumi.Output.secret(pulumi.Output.from_input(self.user_data).apply(
+            lambda user_data: render_seed_files(user_data, self.meta_data, self.network_config)))
 
     user_data: pulumi.Input[str]
     meta_data: str
@@ -115,7 +120,7 @@ class Hypervisor(pulumi.ComponentResource):
 
         self.domains = {}
         self.root_volumes: dict[str, libvirt.Volume] = {}
-        self.cloudinit_disks: dict[str, libvirt.CloudInitDisk] = {}
+        self.seed_volumes: dict[str, libvirt.Volume] = {}
         for node in spec.nodes:
             self._node(spec, node, args.boot[node.name])
 
@@ -138,6 +143,22 @@ class Hypervisor(pulumi.ComponentResource):
         )
         return fetched.stdout.apply(lambda path: path.strip())
 
+    def _seed_image(self, prefix: str, node: str, boot: NodeBootDocuments) -> pulumi.Output[str]:
+        """The node's cloud-init seed, built privately on this machine: the provider's own
+        CloudInitDisk cannot be created other than 0644 and holds the SSH host private key."""
+        scripts = SCRIPTS_DIR / "local"
+        built = local.Command(
+            f"{node}-seed-image",
+            create=(scripts / "build-seed-iso.sh").read_text(),
+            delete=(scripts / "remove-seed-iso.sh").read_text(),
+            interpreter=["/bin/bash", "-c"],
+            stdin=boot.seed_files(),
+            environment={"SEED_NAME": f"{prefix}-seed"},
+            logging=local.Logging.NONE,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return built.stdout.apply(lambda path: path.strip())
+
     def _opts(self, provider: libvirt.Provider, *, delete_before_replace: bool = False,
               depends_on: list[pulumi.Resource] | None = None) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=self, provider=provider,
@@ -158,13 +179,13 @@ class Hypervisor(pulumi.ComponentResource):
             xml=private_volume(),
             opts=self._opts(provider, delete_before_replace=True),
         )
-        cloudinit = libvirt.CloudInitDisk(
-            f"{node.name}-cloudinit",
-            name=f"{prefix}-cloudinit.iso",
+        seed = libvirt.Volume(
+            f"{node.name}-seed",
+            name=f"{prefix}-seed.iso",
             pool=spec.storage_pool,
-            user_data=boot.user_data,
-            meta_data=boot.meta_data,
-            network_config=boot.network_config,
+            source=self._seed_image(prefix, node.name, boot),
+            format="raw",
+            xml=private_volume(),
             opts=self._opts(provider, delete_before_replace=True),
         )
         # No `addresses`: the provider reads them back from DHCP leases or the guest agent only,
@@ -180,7 +201,7 @@ class Hypervisor(pulumi.ComponentResource):
                 wait_for_lease=False)
         self.root_volumes[node.name] = root
         direct = pool.boot
-        self.cloudinit_disks[node.name] = cloudinit
+        self.seed_volumes[node.name] = seed
         self.domains[node.name] = libvirt.Domain(
             node.name,
             name=prefix,
@@ -190,8 +211,9 @@ class Hypervisor(pulumi.ComponentResource):
             # Never libvirt's default qemu64 model (no AES-NI and more); KVM inside the node
             # needs host-passthrough, which the spec enforces for pools that run it.
             cpu=libvirt.DomainCpuArgs(mode=pool.cpu_mode),
-            cloudinit=cloudinit.id,
-            disks=[libvirt.DomainDiskArgs(volume_id=root.id)],
+            # cloud-init finds its NoCloud seed by the `cidata` label on any disk.
+            disks=[libvirt.DomainDiskArgs(volume_id=root.id),
+                   libvirt.DomainDiskArgs(volume_id=seed.id)],
             network_interfaces=[nic],
             consoles=[libvirt.DomainConsoleArgs(type="pty", target_port="0",
                                                 target_type="serial")],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -158,3 +159,22 @@ def render_network_config(net: StaticNetwork) -> str:
         },
     }
     return _dump(document)
+
+
+SEED_FILES = ("user-data", "meta-data", "network-config")
+
+
+def render_seed_files(user_data: str, meta_data: str, network_config: str) -> str:
+    """The NoCloud seed as build-seed-iso.sh reads it on stdin: one `name base64` line a file."""
+    contents = (user_data, meta_data, network_config)
+    return "".join(f"{name} {base64.b64encode(text.encode()).decode()}\n"
+                   for name, text in zip(SEED_FILES, contents, strict=True))
+
+
+def parse_seed_files(text: str) -> dict[str, str]:
+    """The inverse of render_seed_files."""
+    files = {}
+    for line in text.splitlines():
+        name, data = line.split(" ", 1)
+        files[name] = base64.b64decode(data).decode()
+    return files

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tests.graph.harness import Graph, Registration, run_program
+from tests.graph.harness import Graph, run_program
 from tests.graph.realtls import RealTlsProviders
 
 REMOTE_COMMAND = "command:remote:Command"
@@ -39,8 +39,9 @@ class ClusterPlan:
     def admin_private_key(self) -> str:
         return str(self.graph.stack_outputs["adminSshPrivateKey"][0])
 
-    def cloud_init(self, node: str) -> Registration:
-        return self.graph.named(f"{node}-cloudinit", "libvirt:index/cloudInitDisk:CloudInitDisk")
+    def cloud_init(self, node: str) -> dict[str, str]:
+        """user-data, meta-data and network-config of the node's seed."""
+        return self.graph.seed_files(node)
 
 
 def cluster_plan(config: Mapping[str, Any], stack: str) -> ClusterPlan:

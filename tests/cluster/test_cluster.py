@@ -107,13 +107,13 @@ def cluster(mirror: Mirror, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         vms = {}
         with timed("boot both VMs to SSH"):
             for node in NODES:
-                disk = plan.cloud_init(node).inputs
-                user_data = yaml.safe_load(disk["userData"])
+                seed = plan.cloud_init(node)
+                user_data = yaml.safe_load(seed["user-data"])
                 cpus, memory = VM_SHAPE[node]
                 vms[node] = stack.enter_context(boot_vm(
-                    image, disk["userData"], admin_user=user_data["users"][0]["name"],
+                    image, seed["user-data"], admin_user=user_data["users"][0]["name"],
                     private_key=key, host_public_key=user_data["ssh_keys"]["ed25519_public"],
-                    meta_data=disk["metaData"], network_config=disk["networkConfig"],
+                    meta_data=seed["meta-data"], network_config=seed["network-config"],
                     workdir=work / node, memory_mb=memory, cpus=cpus, disk_size=DISK,
                     mac=node_mac(STACK, node), tap=network.taps[node]))
         yield Cluster(plan, network, vms, kubectl, kubeconfig)

@@ -106,6 +106,13 @@ def test_up_builds_the_whole_cluster_offline(cluster: Cluster) -> None:
     cluster.kubeconfig.chmod(0o600)
 
 
+def test_every_volume_on_the_host_is_private(cluster: Cluster) -> None:
+    # Root disks will hold the cluster CA key, the seeds each node's SSH host private key.
+    modes = {path.name: path.stat().st_mode & 0o777 for path in cluster.ns.pool_dir.iterdir()}
+    assert any(name.endswith("-seed.iso") for name in modes), modes
+    assert modes and set(modes.values()) == {0o600}, modes
+
+
 def test_nodes_are_ready_with_their_pool_identity(cluster: Cluster) -> None:
     nodes = json.loads(cluster.kubectl_run("get", "nodes", "-o", "json").stdout)["items"]
     ready = {n["metadata"]["name"]: next(c["status"] for c in n["status"]["conditions"]

@@ -22,6 +22,8 @@ from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
+from components.render.cloudinit import parse_seed_files
+
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "sandboxed-k8s"
 SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
@@ -66,8 +68,9 @@ def fake_state(typ: str, name: str, inputs: Mapping[str, Any]) -> dict[str, Any]
     if typ == "random:index/randomBytes:RandomBytes":
         raw = _fake_bytes("bytes/" + name, int(inputs.get("length", 32)))
         return {"base64": base64.b64encode(raw).decode(), "hex": raw.hex()}
-    if typ == "command:local:Command":  # fetch-base-image.sh prints the verified copy's path
-        return {"stdout": f"/cache/sandboxed-k8s/images/{name}.img\n"}
+    if typ == "command:local:Command":  # the local scripts print the path of what they made
+        folder = "seeds" if name.endswith("-seed-image") else "images"
+        return {"stdout": f"/cache/sandboxed-k8s/{folder}/{name}.img\n"}
     return {}
 
 
@@ -107,6 +110,10 @@ class Registration:
         return inputs
 
 
+LOCAL_COMMAND = "command:local:Command"
+SEED_IMAGE_SUFFIX = "-seed-image"
+
+
 @dataclass
 class Graph:
     resources: list[Registration] = field(default_factory=list)
@@ -119,6 +126,15 @@ class Graph:
         found = [r for r in self.resources if r.name == name and (typ is None or r.type == typ)]
         assert len(found) == 1, f"expected one resource named {name!r}, found {len(found)}"
         return found[0]
+
+    def seed_images(self) -> dict[str, Registration]:
+        """Node -> the local step that builds its cloud-init seed image."""
+        return {r.name.removesuffix(SEED_IMAGE_SUFFIX): r for r in self.of_type(LOCAL_COMMAND)
+                if r.name.endswith(SEED_IMAGE_SUFFIX)}
+
+    def seed_files(self, node: str) -> dict[str, str]:
+        """A node's cloud-init documents as shipped: user-data, meta-data, network-config."""
+        return parse_seed_files(self.named(f"{node}{SEED_IMAGE_SUFFIX}").inputs["stdin"])
 
     def by_urn(self) -> dict[str, Registration]:
         return {r.urn: r for r in self.resources}

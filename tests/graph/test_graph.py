@@ -33,12 +33,12 @@ NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 NETWORK = "libvirt:index/network:Network"
 
 EXPECTED_COUNTS = {
-    "dev": {"libvirt:index/network:Network": 1, "libvirt:index/volume:Volume": 4,
-            "libvirt:index/cloudInitDisk:CloudInitDisk": 3, DOMAIN: 3, COMMAND: 23,
+    "dev": {"libvirt:index/network:Network": 1, "libvirt:index/volume:Volume": 7,
+            "command:local:Command": 3, DOMAIN: 3, COMMAND: 23,
             RUNTIME_CLASS: 1, POD: 1, "pulumi:providers:libvirt": 1, K8S_PROVIDER: 1,
             JOB: 1, NAMESPACE: 4, NETWORK_POLICY: 8},
-    "ha": {"libvirt:index/network:Network": 1, "libvirt:index/volume:Volume": 7,
-           "libvirt:index/cloudInitDisk:CloudInitDisk": 6, DOMAIN: 6, COMMAND: 46,
+    "ha": {"libvirt:index/network:Network": 1, "libvirt:index/volume:Volume": 13,
+           "command:local:Command": 6, DOMAIN: 6, COMMAND: 46,
            RUNTIME_CLASS: 2, POD: 2, "pulumi:providers:libvirt": 1, K8S_PROVIDER: 1,
            JOB: 2, NAMESPACE: 4, NETWORK_POLICY: 8},
 }
@@ -358,15 +358,14 @@ def test_join_discovery_is_pinned_to_the_ca(graph: Graph, stack: str) -> None:
 
 
 def test_static_address_is_in_the_network_config(graph: Graph) -> None:
-    disks = {d.name.removesuffix("-cloudinit"): d.inputs
-             for d in graph.of_type("libvirt:index/cloudInitDisk:CloudInitDisk")}
     addresses = graph.stack_outputs["nodes"][0]
     for domain in graph.of_type(DOMAIN):
         nic = domain.inputs["networkInterfaces"][0]
-        eth0 = yaml.safe_load(disks[domain.name]["networkConfig"])["ethernets"]["eth0"]
+        seed = graph.seed_files(domain.name)
+        eth0 = yaml.safe_load(seed["network-config"])["ethernets"]["eth0"]
         assert eth0["match"]["macaddress"] == nic["mac"]
         assert eth0["addresses"][0].split("/")[0] == addresses[domain.name]
-        user_data = yaml.safe_load(disks[domain.name]["userData"])
+        user_data = yaml.safe_load(seed["user-data"])
         assert user_data["hostname"] == domain.name
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from components.render.firewall import render_unit
 from components.render.volumes import PRIVATE_VOLUME_XSLT
-from tests.graph.harness import Graph
+from tests.graph.harness import Graph, fake_state
 from tests.graph.test_graph import NODES, command, script_params, shipped_yaml
 
 DAEMONSET = "kubernetes:apps/v1:DaemonSet"
@@ -25,6 +25,22 @@ def test_every_volume_is_created_private(graph: Graph) -> None:
     assert volumes
     for volume in volumes:
         assert volume.inputs["xml"] == {"xslt": PRIVATE_VOLUME_XSLT}, volume.name
+
+
+def test_every_node_boots_from_a_private_seed_built_on_this_machine(graph: Graph) -> None:
+    # The provider's CloudInitDisk is always 0644 and would hold the node's SSH host key.
+    assert not graph.of_type("libvirt:index/cloudInitDisk:CloudInitDisk")
+    seeds = graph.seed_images()
+    for domain in graph.of_type("libvirt:index/domain:Domain"):
+        node = domain.name
+        volume = graph.named(f"{node}-seed", "libvirt:index/volume:Volume")
+        assert volume.inputs["format"] == "raw"
+        assert volume.inputs["source"] == fake_state(
+            "command:local:Command", seeds[node].name, {})["stdout"].strip()
+        assert seeds[node].urn in volume.property_dependencies["source"]
+        assert f"{volume.name}-id" in [d["volumeId"] for d in domain.inputs["disks"]]
+        assert "cloudinit" not in domain.inputs
+        assert seeds[node].inputs["environment"]["SEED_NAME"] == domain.inputs["name"] + "-seed"
 
 
 def test_every_node_loads_the_pod_firewall_before_containerd_and_kubeadm(

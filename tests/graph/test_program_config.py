@@ -42,7 +42,8 @@ def test_pool_on_a_second_hypervisor_gets_its_own_provider() -> None:
     assert graph.of_type("libvirt:index/network:Network") == []
     assert domains["worker2"].inputs["networkInterfaces"][0]["bridge"] == "br0"
     # One base image per hypervisor.
-    bases = [v for v in graph.of_type("libvirt:index/volume:Volume") if "source" in v.inputs]
+    bases = [v for v in graph.of_type("libvirt:index/volume:Volume")
+             if v.name.startswith("base-image-")]
     assert len(bases) == 2
 
 

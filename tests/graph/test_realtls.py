@@ -69,8 +69,7 @@ def test_ssh_identities_are_real_key_pairs(tmp_path: Path) -> None:
     private.chmod(0o600)
     derived = subprocess.run(["ssh-keygen", "-y", "-f", str(private)], capture_output=True,
                              text=True, check=True).stdout.split()[:2]
-    disk = graph.named("worker1-cloudinit", "libvirt:index/cloudInitDisk:CloudInitDisk")
-    user_data = yaml.safe_load(disk.inputs["userData"])
+    user_data = yaml.safe_load(graph.seed_files("worker1")["user-data"])
     assert user_data["users"][0]["ssh_authorized_keys"][0].split()[:2] == derived
     host_private = tmp_path / "host"
     host_private.write_text(user_data["ssh_keys"]["ed25519_private"])

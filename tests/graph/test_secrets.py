@@ -72,11 +72,12 @@ def test_no_generated_secret_is_a_resource_id(graph: Graph) -> None:
 
 
 def test_cloud_init_user_data_is_secret(graph: Graph) -> None:
-    disks = graph.of_type("libvirt:index/cloudInitDisk:CloudInitDisk")
-    assert disks
-    for disk in disks:
-        assert is_secret(disk.raw_inputs["userData"]), disk.name
-        assert "ed25519_private" in disk.inputs["userData"]
+    seeds = graph.seed_images()
+    assert seeds
+    for node, step in seeds.items():
+        assert is_secret(step.raw_inputs["stdin"]), node
+        assert "ed25519_private" in graph.seed_files(node)["user-data"]
+        assert step.inputs["logging"] == "none", node
 
 
 def test_host_keys_are_pinned_in_every_connection(graph: Graph) -> None:
