@@ -1,8 +1,11 @@
 """The whole cluster under the real engine, air-gapped: `pulumi up` of the lab stack
 (tests/cluster/stack.py: every artifact from the lab mirror, `mirrors.offline` on) with libvirt
 in the private namespace, through kubeadm init and join to `nginx-gvisor` running under gVisor.
-Then `python -m verify` passes every row, a second `up` changes nothing, and `destroy` leaves
-libvirt empty. Each resource's duration (from the engine's event log) is printed at the end.
+Then the nodes answer only with their pinned host keys, `python -m verify` passes every row,
+the exported state holds no secret in plain text, a second `up` changes nothing, a memory
+change replaces the worker's VM and runs every one of its steps again (join included) until
+it is Ready with `nginx-gvisor` back, and `destroy` leaves libvirt empty. Each resource's
+duration (from the engine's event log) is printed at the end.
 
 The tests share one deployment and run in file order.
 """
@@ -12,17 +15,20 @@ from __future__ import annotations
 import json
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.cluster.stack import lab_config, p
 from tests.e2e.conftest import TIMINGS
 from tests.e2e.engine import REPO_ROOT, LibvirtNamespace, Project
 from tests.e2e.events import spans
+from tests.e2e.state import PinnedSsh, domain_ids, secret_strings
 from tests.lab.mirror import Mirror, ensure_mirror, serve_mirror
 from tests.vm.releases import sha256_file
 
@@ -32,6 +38,8 @@ STACK = "cluster"
 CIDR = "10.21.0.0/24"
 KERNEL_CMDLINE = "root=/dev/vda rw console=ttyS0 net.ifnames=0"
 UP_TIMEOUT_S = 4 * 3600.0
+WORKER = "worker1"
+CHANGED_WORKER_MEMORY_MIB = 2176
 
 
 def engine_config(mirror: Mirror, image: Path, kernel: Path, initrd: Path) -> dict[str, Any]:
@@ -61,6 +69,32 @@ class Cluster:
     def kubectl_run(self, *args: str, check: bool = True, timeout: float = 300) -> Any:
         return self.ns.run([str(self.kubectl), "--kubeconfig", str(self.kubeconfig), *args],
                            check=check, timeout=timeout)
+
+    def export(self, *extra: str) -> dict[str, Any]:
+        state: dict[str, Any] = json.loads(self.pulumi("stack", "export", *extra,
+                                                       timeout=300).stdout)
+        return state
+
+    def up(self, *extra: str) -> float:
+        start = time.monotonic()
+        self.pulumi("up", "--yes", "--skip-preview", *extra)
+        return time.monotonic() - start
+
+
+def pinned_ssh(cluster: Cluster, workdir: Path) -> PinnedSsh:
+    addresses = json.loads(cluster.pulumi("stack", "output", "nodes", "--json",
+                                          timeout=300).stdout)
+    key = cluster.pulumi("stack", "output", "adminSshPrivateKey", "--show-secrets",
+                         timeout=300).stdout
+    return PinnedSsh(cluster.ns, workdir, addresses,
+                     lambda: cluster.export("--show-secrets"), key)
+
+
+def containerd_runtimes(ssh: PinnedSsh, node: str) -> set[str]:
+    """Runtime handlers in the CRI config containerd really loaded."""
+    plugins = tomllib.loads(ssh.run(node, "sudo containerd config dump").stdout)["plugins"]
+    cri = plugins.get("io.containerd.cri.v1.runtime") or plugins["io.containerd.grpc.v1.cri"]
+    return set(cri["containerd"]["runtimes"])
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +168,27 @@ def test_nginx_gvisor_runs_under_gvisor(cluster: Cluster) -> None:
     assert node and sandbox and sandbox != node
 
 
+@pytest.fixture(scope="module")
+def ssh(cluster: Cluster, work: Path) -> PinnedSsh:
+    return pinned_ssh(cluster, work)
+
+
+def test_nodes_answer_only_with_their_pinned_host_keys(ssh: PinnedSsh) -> None:
+    for node in ssh.addresses:
+        assert ssh.run(node, "hostname").stdout.strip() == node
+    # The master's key offered for the worker's address: ssh (like the steps) refuses it.
+    master_key = ssh.known_hosts["master"].read_text().split(" ", 1)[1]
+    wrong = ssh.known_hosts[WORKER].with_name("known_hosts-wrong")
+    wrong.write_text(f"{ssh.addresses[WORKER]} {master_key}")
+    refused = ssh.run(WORKER, "true", known_hosts=wrong, check=False)
+    assert refused.returncode != 0 and "HOST IDENTIFICATION HAS CHANGED" in refused.stderr
+
+
+def test_containerd_on_each_node_has_its_pool_runtimes(ssh: PinnedSsh) -> None:
+    assert {"runc", "runsc"} <= containerd_runtimes(ssh, WORKER)
+    assert "runsc" not in containerd_runtimes(ssh, "master")
+
+
 def test_verify_passes_every_row(cluster: Cluster) -> None:
     result = cluster.ns.run([sys.executable, "-m", "verify", "--kubeconfig",
                              str(cluster.kubeconfig), "--kubectl", str(cluster.kubectl),
@@ -146,6 +201,53 @@ def test_second_up_changes_nothing(cluster: Cluster) -> None:
     start = time.monotonic()
     cluster.pulumi("up", "--yes", "--skip-preview", "--expect-no-changes")
     TIMINGS["pulumi up --expect-no-changes (cluster)"] = time.monotonic() - start
+
+
+def test_stack_export_holds_no_plaintext_secret(cluster: Cluster) -> None:
+    revealed = secret_strings(cluster.export("--show-secrets"))
+    assert len(revealed) >= 10
+    text = json.dumps(cluster.export())
+    assert "PRIVATE KEY-----" not in text
+    assert not [s[:12] + "..." for s in revealed if s in text]
+
+
+def test_a_memory_change_replaces_the_worker_and_provisions_it_again(
+        cluster: Cluster, ssh: PinnedSsh) -> None:
+    before = domain_ids(cluster.export())
+    old_boot = ssh.boot_id(WORKER)
+    config = cluster.project.root / "stacks" / f"Pulumi.{STACK}.yaml"
+    document = yaml.safe_load(config.read_text())
+    document["config"][p("pools")][1]["memoryMiB"] = CHANGED_WORKER_MEMORY_MIB
+    config.write_text(yaml.safe_dump(document, sort_keys=False))
+    ops: dict[str, set[str]] = {}
+    remote_steps: set[str] = set()
+    for step in cluster.project.preview_steps(STACK):
+        name = step["urn"].rsplit("::", 1)[1]
+        ops.setdefault(name, set()).add(step["op"])
+        if step["urn"].split("::")[-2].endswith("command:remote:Command"):
+            remote_steps.add(name)
+    replaced = {"replace", "create-replacement", "delete-replaced"}
+    worker_steps = {n for n in remote_steps if n.startswith(f"{WORKER}-")}
+    assert ops[WORKER] & replaced, ops[WORKER]
+    assert f"{WORKER}-kubeadm-join" in worker_steps
+    for name in worker_steps:
+        assert ops[name] & replaced, (name, ops[name])
+    for name, kinds in ops.items():
+        if name == "master" or name.startswith("master-"):
+            assert kinds == {"same"}, (name, kinds)
+
+    TIMINGS["pulumi up after a memory change (worker replaced)"] = cluster.up()
+    after = domain_ids(cluster.export())
+    assert after[WORKER] != before[WORKER] and after["master"] == before["master"]
+    assert f"{CHANGED_WORKER_MEMORY_MIB * 1024} KiB" in cluster.ns.virsh("dominfo",
+                                                                         f"{STACK}-{WORKER}")
+    assert ssh.boot_id(WORKER) != old_boot
+    assert ssh.steps_run_this_boot(WORKER) == len(worker_steps)
+    cluster.kubectl_run("wait", "--for=condition=Ready", f"node/{WORKER}", "--timeout=900s",
+                        timeout=960)
+    cluster.kubectl_run("wait", "--for=condition=Ready", "pod/nginx-gvisor", "--timeout=900s",
+                        timeout=960)
+    cluster.up("--expect-no-changes")
 
 
 def test_destroy_leaves_nothing_in_libvirt(cluster: Cluster) -> None:
