@@ -129,8 +129,8 @@ def test_nginx_gvisor_runs_under_gvisor(cluster: Cluster) -> None:
 
 def test_verify_passes_every_row(cluster: Cluster) -> None:
     result = cluster.ns.run([sys.executable, "-m", "verify", "--kubeconfig",
-                             str(cluster.kubeconfig), "--kubectl", str(cluster.kubectl),
-                             "--timeout", "600"], check=False, timeout=3600, cwd=REPO_ROOT)
+                             str(cluster.kubeconfig), "--timeout", "600"],
+                            check=False, timeout=3600, cwd=REPO_ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "FAIL" not in result.stdout
 
