@@ -4,6 +4,8 @@ without a cluster. The real server's answers are checked in tests/apiserver."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import threading
 import time
@@ -16,6 +18,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 TOKEN = "s3cr3t-bearer-token"
+WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 VERSION = {"major": "1", "minor": "34", "gitVersion": "v1.34.2"}
 
 
@@ -26,6 +29,13 @@ class Request:
     query: dict[str, list[str]]
     body: Any
     authorization: str
+
+
+def _frame(opcode: int, payload: bytes) -> bytes:
+    size = len(payload)
+    header = bytes([0x80 | opcode, size]) if size < 126 else \
+        bytes([0x80 | opcode, 126]) + size.to_bytes(2, "big")
+    return header + payload
 
 
 def status(code: int, reason: str, message: str) -> dict[str, Any]:
@@ -46,6 +56,8 @@ class FakeApiServer:
             ("GET", "/version/"): [(200, VERSION)]}
         self.requests: list[Request] = []
         self.delays: dict[tuple[str, str], float] = {}  # seconds before answering
+        # exec path -> what the websocket sends: (channel, text) frames, then a close
+        self.streams: dict[str, list[tuple[int, str]]] = {}
         self._http = _Quiet(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self._http.server_address[1]}"
 
@@ -70,6 +82,10 @@ class FakeApiServer:
                     self.command, url.path, parse_qs(url.query),
                     json.loads(raw) if raw else None, self.headers.get("Authorization", "")))
                 time.sleep(server.delays.get((self.command, url.path), 0))
+                if self.headers.get("Upgrade", "").lower() == "websocket" \
+                        and url.path in server.streams:
+                    self._stream(server.streams[url.path])
+                    return
                 code, body = server._reply(self.command, url.path)
                 data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
                 self.send_response(code)
@@ -78,6 +94,24 @@ class FakeApiServer:
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+
+            def _stream(self, frames: list[tuple[int, str]]) -> None:
+                """The server side of a websocket exec (RFC 6455, channel.k8s.io framing):
+                one binary frame per (channel, text), unmasked as servers send them."""
+                key = self.headers["Sec-WebSocket-Key"] + WEBSOCKET_GUID
+                self.send_response(101)
+                self.send_header("Upgrade", "websocket")
+                self.send_header("Connection", "Upgrade")
+                self.send_header("Sec-WebSocket-Accept",
+                                 base64.b64encode(hashlib.sha1(key.encode()).digest()).decode())
+                self.send_header("Sec-WebSocket-Protocol",
+                                 self.headers.get("Sec-WebSocket-Protocol", ""))
+                self.end_headers()
+                for channel, text in frames:
+                    self.wfile.write(_frame(0x2, bytes([channel]) + text.encode()))
+                self.wfile.write(_frame(0x8, (1000).to_bytes(2, "big")))
+                self.wfile.flush()
+                self.close_connection = True
 
             do_GET = do_POST = do_DELETE = _serve
 

@@ -256,6 +256,21 @@ def test_exec_goes_through_the_stream_api() -> None:
     assert ws.ran == [30] and ws.closed
 
 
+def test_exec_over_a_real_websocket(kube: KubeClient, fake: FakeApiServer) -> None:
+    """The client's own stream helper against a websocket speaking the exec protocol."""
+    fake.streams[f"{PODS}/p/exec"] = [(1, "sandboxed"), (2, "wget: "), (1, "-k8s\n"),
+                                      (2, "download timed out\n"), (3, EXIT_1)]
+    assert kube.exec("p", "t", ["timeout", "10", "wget", "http://10.244.2.7:8080/"]) == (
+        1, "sandboxed-k8s\n", "wget: download timed out\n")
+    request = fake.last("GET", f"{PODS}/p/exec")
+    assert request.query["command"] == ["timeout", "10", "wget", "http://10.244.2.7:8080/"]
+    assert request.query["stdout"] == ["True"] and request.query["stderr"] == ["True"]
+    assert request.query["stdin"] == ["False"] and request.query["tty"] == ["False"]
+    assert request.authorization == f"Bearer {TOKEN}"
+    fake.streams[f"{PODS}/p/exec"] = [(1, "ca.crt\n"), (3, SUCCESS)]
+    assert kube.exec("p", "t", ["ls", "/"]) == (0, "ca.crt\n", "")
+
+
 def test_exec_returns_the_commands_exit_code() -> None:
     kube, _ = exec_client(FakeStream({2: "ls: /x: No such file or directory\n", 3: EXIT_1}))
     assert kube.exec("p", "t", ["ls", "/x"]) == (1, "", "ls: /x: No such file or directory\n")
