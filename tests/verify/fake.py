@@ -1,4 +1,4 @@
-"""A `Cluster` that replays recorded kubectl answers (tests/verify/recorded/*.json).
+"""A `Cluster` that replays recorded API answers (tests/verify/recorded/*.json).
 
 Scenario keys: `get` maps "resource [-n ns] [-l selector] [name]" to the object; `logs` maps
 "ns/pod" to the text or {"error": message}; `dry_run` maps a pod name to null (admitted) or
@@ -51,8 +51,8 @@ class FakeCluster:
         self._reachable("get_json")
         key = get_key(resource, name, namespace, selector)
         if key not in self.scenario["get"]:
-            raise KubeError(f"get {key}: 404 NotFound: not found",
-                            ApiStatus(404, "NotFound", f"{key} not found"))
+            status = ApiStatus(404, "NotFound", f"{key} not found")
+            raise KubeError(f"get {key}: {status}", status)
         value: Obj = copy.deepcopy(self.scenario["get"][key])
         return value
 
