@@ -1,22 +1,26 @@
-"""Command line: `python -m verify --kubeconfig FILE [--timeout SECONDS] [--kubectl PATH]`.
+"""Command line: `python -m verify [--kubeconfig FILE] [--context NAME] [--timeout SECONDS]
+[-o table|json]`.
 
-Exit status: 0 when every row passed, 1 when any row failed or could not be checked, 2 for a
-usage problem (missing kubeconfig, kubectl not found, bad option).
+The kubeconfig is found as kubectl finds it: --kubeconfig, else $KUBECONFIG, else
+~/.kube/config. Exit status: 0 when every check passed, 1 when any check failed or could not
+run, 2 for a usage problem (bad option, no usable kubeconfig), 3 when the API server cannot be
+reached or refuses the credentials (then one line on stderr, and no checks).
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
+import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from verify.checks import run_checks
-from verify.kube import Cluster, Kubectl
-from verify.report import exit_code, render_table
+from verify.client import ConfigError, Connection, Target, connect, kubeconfig_target
+from verify.kube import Unreachable
+from verify.report import Exit, exit_code, render_json, render_table
 
-Connect = Callable[[Path, float, str], Cluster]
+Connect = Callable[[Target, float], Connection]
 
 
 def _positive(text: str) -> int:
@@ -34,30 +38,37 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m verify",
         description="Check a sandboxed-k8s cluster: sandbox proofs, admission denials, no "
                     "service-account token, tenant network isolation.")
-    p.add_argument("--kubeconfig", type=Path, required=True,
-                   help="admin kubeconfig (pulumi stack output kubeconfig --show-secrets)")
+    p.add_argument("--kubeconfig", type=Path,
+                   help="admin kubeconfig (pulumi stack output kubeconfig --show-secrets); "
+                        "default: $KUBECONFIG, else ~/.kube/config")
+    p.add_argument("--context", help="kubeconfig context (default: its current-context)")
     p.add_argument("--timeout", type=_positive, default=60,
-                   help="seconds to wait for each pod and each kubectl call (default 60)")
-    p.add_argument("--kubectl", default="kubectl", help="kubectl binary (default: on PATH)")
+                   help="seconds to wait for each pod and each API call (default 60)")
+    p.add_argument("-o", "--output", choices=("table", "json"), default="table",
+                   help="table for people (default), json for programs")
     return p
 
 
-def _kubectl(kubeconfig: Path, timeout: float, kubectl: str) -> Cluster:
-    return Kubectl(kubeconfig, timeout, kubectl)
-
-
-def main(argv: Sequence[str] | None = None, connect: Connect | None = None) -> int:
+def main(argv: Sequence[str] | None = None, connect_to: Connect = connect,
+         environ: Mapping[str, str] | None = None, home: Path | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
-    if not args.kubeconfig.is_file():
-        p.error(f"kubeconfig {args.kubeconfig} not found; write it with `pulumi stack output "
-                f"kubeconfig --show-secrets > {args.kubeconfig}`")
-    if connect is None:
-        if shutil.which(args.kubectl) is None:
-            p.error(f"kubectl binary {args.kubectl!r} not found; install it or pass --kubectl")
-        connect = _kubectl
-    rows = run_checks(connect(args.kubeconfig, args.timeout, args.kubectl), args.timeout)
-    print(render_table(rows))
+    try:
+        target = kubeconfig_target(args.kubeconfig, os.environ if environ is None else environ,
+                                   Path.home() if home is None else home, args.context)
+        connection = connect_to(target, args.timeout)
+        rows = run_checks(connection.cluster, args.timeout)
+    except ConfigError as e:
+        p.error(str(e))
+    except Unreachable as e:
+        print(f"verify: {e} (kubeconfig {target.config_file})", file=sys.stderr)
+        if args.output == "json":
+            print(render_json([], error=str(e)))
+        return Exit.UNREACHABLE
+    if args.output == "json":
+        print(render_json(rows, connection.server, connection.version))
+    else:
+        print(render_table(rows))
     return exit_code(rows)
 
 

@@ -2,7 +2,8 @@
 
 Every check yields rows whose names do not depend on the outcome; a check that cannot run or
 whose evidence is void (the compliant control pod denied, a listener that does not listen)
-yields ERROR rows, never PASS.
+yields ERROR rows, never PASS. `Unreachable` is not caught: when the API server cannot be
+talked to, there is nothing to report row by row.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 
 from components.render.guardrails import POLICY_NAME, proof_job
 from components.spec import PROOF_IMAGE, SANDBOX_HANDLERS, TENANT_LABEL, sandbox_label
-from verify.kube import Cluster, KubeError, Obj
+from verify.kube import ApiStatus, Cluster, KubeError, Obj, Unreachable
 from verify.report import Row, Status, one_line
 
 Spec = tuple[str, str]  # (row name, expectation)
@@ -106,8 +107,8 @@ def proof_specs(runtime: str) -> tuple[Spec, Spec, Spec]:
             (f"sandbox proof {runtime}: kernel", kernel))
 
 
-def _row(spec: Spec, observed: str, status: Status) -> Row:
-    return Row(spec[0], spec[1], observed, status)
+def _row(spec: Spec, observed: str, status: Status, api_status: ApiStatus | None = None) -> Row:
+    return Row(spec[0], spec[1], observed, status, api_status)
 
 
 def _errors(specs: Sequence[Spec], reason: str) -> list[Row]:
@@ -117,7 +118,9 @@ def _errors(specs: Sequence[Spec], reason: str) -> list[Row]:
 def _guard(spec: Spec, check: Callable[[], Row]) -> Row:
     try:
         return check()
-    except (KubeError, CheckError) as e:
+    except KubeError as e:
+        return _row(spec, str(e), Status.ERROR, e.status)
+    except CheckError as e:
         return _row(spec, str(e), Status.ERROR)
 
 
@@ -228,10 +231,11 @@ def check_sandbox_proof(cluster: Cluster, runtime: str, runtime_class: Obj,
 # ---------------------------------------------------------------------------------------------
 
 
-def _denial_text(message: str) -> str:
-    reason = message.split(" is forbidden: ", 1)[-1]
-    return one_line(re.sub(r"ValidatingAdmissionPolicy '([^']+)' with binding '[^']+' denied "
+def _denial_text(status: ApiStatus) -> str:
+    reason = status.message.split(" is forbidden: ", 1)[-1]
+    text = one_line(re.sub(r"ValidatingAdmissionPolicy '([^']+)' with binding '[^']+' denied "
                            r"request: ", r"policy \1: ", reason))
+    return f"({status.code}{f' {status.reason}' if status.reason else ''}): {text}"
 
 
 def check_admission(cluster: Cluster, namespace: str, runtime_class: str,
@@ -240,12 +244,12 @@ def check_admission(cluster: Cluster, namespace: str, runtime_class: str,
     sleep = ["sleep", "3600"]
     control = compliant_pod(f"verify-control-{run_id}", namespace, runtime_class, sleep)
     try:
-        allowed, message = cluster.dry_run_create(control)
+        refusal = cluster.dry_run_create(control)
     except KubeError as e:
-        return [_row(CONTROL, str(e), Status.ERROR),
+        return [_row(CONTROL, str(e), Status.ERROR, e.status),
                 *_errors(specs, "the control pod could not be checked")]
-    if not allowed:
-        return [_row(CONTROL, f"denied: {_denial_text(message)}", Status.FAIL),
+    if refusal is not None:
+        return [_row(CONTROL, f"denied {_denial_text(refusal)}", Status.FAIL, refusal),
                 *_errors(specs, "the compliant control pod was denied too, so a denial here "
                                 "proves nothing")]
     rows = [_row(CONTROL, f"allowed in {namespace} ({runtime_class})", Status.PASS)]
@@ -253,17 +257,17 @@ def check_admission(cluster: Cluster, namespace: str, runtime_class: str,
         pod = compliant_pod(f"verify-deny-{case.slug}-{run_id}", namespace, runtime_class, sleep)
         case.mutate(pod)
         try:
-            allowed, message = cluster.dry_run_create(pod)
+            refusal = cluster.dry_run_create(pod)
         except KubeError as e:
-            rows.append(_row(spec, str(e), Status.ERROR))
+            rows.append(_row(spec, str(e), Status.ERROR, e.status))
             continue
-        if allowed:
+        if refusal is None:
             rows.append(_row(spec, "allowed", Status.FAIL))
-        elif any(marker in message for marker in case.markers):
-            rows.append(_row(spec, f"denied: {_denial_text(message)}", Status.PASS))
+        elif any(marker in refusal.message for marker in case.markers):
+            rows.append(_row(spec, f"denied {_denial_text(refusal)}", Status.PASS, refusal))
         else:
-            rows.append(_row(spec, f"denied by another control: {_denial_text(message)}",
-                             Status.ERROR))
+            rows.append(_row(spec, f"denied by another control {_denial_text(refusal)}",
+                             Status.ERROR, refusal))
     return rows
 
 
@@ -274,12 +278,11 @@ def check_admission(cluster: Cluster, namespace: str, runtime_class: str,
 _HTTP_STATUS = re.compile(r"HTTP/1\.[01] (\d{3})")
 _BLOCKED = re.compile(r"timed out|connection refused|no route to host|unreachable", re.I)
 _KILLED_BY_TIMEOUT = (124, 137, 143)
-_REMOTE_EXIT = re.compile(r"command terminated with exit code \d+")
 
 
 def _said(*streams: str, width: int | None = 80) -> str:
-    """What a command printed, minus kubectl's own exit-code line."""
-    return one_line(_REMOTE_EXIT.sub("", " ".join(streams)), width)
+    """What a command printed, on one line."""
+    return one_line(" ".join(streams), width)
 
 
 def wget(url: str) -> list[str]:
@@ -359,7 +362,7 @@ def check_pods(cluster: Cluster, tenants: Sequence[str], runtime_class: str, tim
         for name, namespace in created:
             try:
                 cluster.delete("pod", name, namespace)
-            except KubeError as e:
+            except (KubeError, Unreachable) as e:
                 print(f"warning: could not delete pod {namespace}/{name}: {e}", file=sys.stderr)
 
 

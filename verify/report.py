@@ -1,11 +1,17 @@
-"""Result rows, the table printed for them, and the exit status they give."""
+"""Result rows, the table and the JSON document printed for them, and the exit status."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import IntEnum, StrEnum
+from typing import Any
+
+from verify.kube import ApiStatus
+
+JSON_SCHEMA = "sandboxed-k8s.io/verify/v1"
 
 
 class Status(StrEnum):
@@ -14,12 +20,20 @@ class Status(StrEnum):
     ERROR = "ERROR"  # the check could not run or proves nothing: never counted as a pass
 
 
+class Exit(IntEnum):
+    OK = 0  # every check passed
+    CHECKS = 1  # a check failed or could not run
+    USAGE = 2  # bad option, no kubeconfig (argparse uses 2 too)
+    UNREACHABLE = 3  # the API server could not be reached or refused the credentials
+
+
 @dataclass(frozen=True)
 class Row:
     name: str
     expectation: str
     observed: str
     status: Status
+    api_status: ApiStatus | None = None  # the server's Status behind the row, if any
 
 
 HEADERS = ("CHECK", "EXPECTATION", "OBSERVED", "RESULT")
@@ -33,6 +47,10 @@ def one_line(text: str, width: int | None = None) -> str:
     return flat
 
 
+def _counts(rows: Sequence[Row]) -> dict[Status, int]:
+    return {s: sum(1 for r in rows if r.status is s) for s in Status}
+
+
 def render_table(rows: Sequence[Row]) -> str:
     cells = [HEADERS, *((r.name, r.expectation, one_line(r.observed, OBSERVED_WIDTH),
                          r.status.value) for r in rows)]
@@ -43,11 +61,34 @@ def render_table(rows: Sequence[Row]) -> str:
 
     out = [line(cells[0]), "-+-".join("-" * w for w in widths)]
     out += [line(row) for row in cells[1:]]
-    counts = {s: sum(1 for r in rows if r.status is s) for s in Status}
-    out.append(f"\n{len(rows)} checks: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    out.append(f"\n{len(rows)} checks: " + ", ".join(f"{n} {s}"
+                                                       for s, n in _counts(rows).items()))
     return "\n".join(out)
 
 
-def exit_code(rows: Sequence[Row]) -> int:
+def json_document(rows: Sequence[Row], server: str = "", version: str = "",
+                  error: str | None = None) -> dict[str, Any]:
+    """The `-o json` document. Every key is always present; `error` is set (and `checks` is
+    empty) only when the cluster could not be checked at all."""
+    counts = _counts(rows)
+    return {
+        "schema": JSON_SCHEMA,
+        "cluster": {"server": server, "version": version},
+        "error": error,
+        "checks": [{"name": r.name, "expectation": r.expectation, "result": r.status.value,
+                    "detail": one_line(r.observed),
+                    "apiStatus": r.api_status.as_json() if r.api_status else None}
+                   for r in rows],
+        "summary": {"total": len(rows), **{s.value: counts[s] for s in Status},
+                    "exitCode": int(exit_code(rows) if error is None else Exit.UNREACHABLE)},
+    }
+
+
+def render_json(rows: Sequence[Row], server: str = "", version: str = "",
+                error: str | None = None) -> str:
+    return json.dumps(json_document(rows, server, version, error), indent=2)
+
+
+def exit_code(rows: Sequence[Row]) -> Exit:
     """0 only when there are rows and every one passed."""
-    return 0 if rows and all(r.status is Status.PASS for r in rows) else 1
+    return Exit.OK if rows and all(r.status is Status.PASS for r in rows) else Exit.CHECKS

@@ -29,7 +29,8 @@ from tests.apiserver.stack import APISERVER_BINARIES, applied_stack, wait_for
 from tests.build_tools import REPO_ROOT, run_build_script
 from tests.verify.fake import get_key
 from verify.checks import JOB_NAME_LABEL, KUBELET_PORT, LISTENER_PORT, TOKEN_PATH, run_checks
-from verify.kube import Kubectl, Obj
+from verify.client import KubeClient, Target, api_client
+from verify.kube import ApiStatus, Obj
 
 RECORDED = REPO_ROOT / "tests" / "verify" / "recorded"
 STACK = "ha"
@@ -112,12 +113,11 @@ class FakeKubelets:
                          "-p", json.dumps({"status": status}))
 
 
-class RecordingCluster(Kubectl):
-    """verify's kubectl `Cluster`, recording every answer in tests/verify/fake.py's format."""
+class RecordingCluster(KubeClient):
+    """verify's `Cluster`, recording every answer in tests/verify/fake.py's format."""
 
-    def __init__(self, kubeconfig: Path, kubectl: str, kubelets: FakeKubelets,
-                 output: dict[str, Any]) -> None:
-        super().__init__(kubeconfig, 60, kubectl)
+    def __init__(self, kubeconfig: Path, kubelets: FakeKubelets, output: dict[str, Any]) -> None:
+        super().__init__(api_client(Target(str(kubeconfig)), 60), 60)
         self.kubelets = kubelets
         self.output = output
         self.scenario: dict[str, Any] = {"get": {}, "logs": {}, "dry_run": {}, "exec": []}
@@ -137,10 +137,11 @@ class RecordingCluster(Kubectl):
                                                            runtime, "Running")
         return created
 
-    def dry_run_create(self, manifest: Obj) -> tuple[bool, str]:
-        allowed, message = super().dry_run_create(manifest)
-        self.scenario["dry_run"][manifest["metadata"]["name"]] = [allowed, message]
-        return allowed, message
+    def dry_run_create(self, manifest: Obj) -> ApiStatus | None:
+        refusal = super().dry_run_create(manifest)
+        self.scenario["dry_run"][manifest["metadata"]["name"]] = (
+            None if refusal is None else refusal.as_json())
+        return refusal
 
     def logs(self, pod: str, namespace: str) -> str:
         runtime = next(r for r in self.kubelets.spec.enabled_sandboxes
@@ -173,8 +174,7 @@ def record(workdir: Path) -> dict[str, Any]:
         kubelets.register_nodes()
         kubelets.finish_proof_jobs()
         output = json.loads((RECORDED / "container-output.json").read_text())
-        cluster = RecordingCluster(applied.plane.kubeconfig, str(bins["kubectl"]), kubelets,
-                                   output)
+        cluster = RecordingCluster(applied.plane.kubeconfig, kubelets, output)
         rows = run_checks(cluster, timeout=60, run_id=RUN_ID)
         failing = [(r.name, r.observed) for r in rows if r.status.value != "PASS"]
         if failing:

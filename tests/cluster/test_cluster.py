@@ -169,7 +169,7 @@ def test_verify_passes_every_row(cluster: Cluster) -> None:
     with timed("python -m verify"):
         result = cluster.network.run(
             [sys.executable, "-m", "verify", "--kubeconfig", str(cluster.kubeconfig),
-             "--kubectl", str(cluster.kubectl), "--timeout", "600"],
+             "--timeout", "600"],
             check=False, timeout=3600, cwd=REPO_ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "FAIL" not in result.stdout

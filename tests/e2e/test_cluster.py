@@ -191,8 +191,8 @@ def test_containerd_on_each_node_has_its_pool_runtimes(ssh: PinnedSsh) -> None:
 
 def test_verify_passes_every_row(cluster: Cluster) -> None:
     result = cluster.ns.run([sys.executable, "-m", "verify", "--kubeconfig",
-                             str(cluster.kubeconfig), "--kubectl", str(cluster.kubectl),
-                             "--timeout", "600"], check=False, timeout=3600, cwd=REPO_ROOT)
+                             str(cluster.kubeconfig), "--timeout", "600"],
+                            check=False, timeout=3600, cwd=REPO_ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "FAIL" not in result.stdout
 

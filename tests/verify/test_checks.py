@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import pytest
+
 from components.spec import PROOF_IMAGE, SANDBOX_HANDLERS
 from tests.verify.fake import (
     FakeCluster,
@@ -29,12 +31,16 @@ from verify.checks import (
     proof_specs,
     run_checks,
 )
+from verify.kube import Unreachable
 from verify.report import Row, Status, exit_code, render_table
 
 PROBE, LISTENER = "verify-probe-test", "verify-listener-test"
-EXIT1 = "\ncommand terminated with exit code 1\n"
 ADMISSION_NAMES = [CONTROL[0], *(c.spec[0] for c in DENIAL_CASES)]
 POD_NAMES = [s[0] for s in POD_SPECS]
+
+
+def forbidden(message: str) -> dict[str, Any]:
+    return {"code": 403, "reason": "Forbidden", "message": message}
 
 
 def run(scenario: dict[str, Any]) -> tuple[FakeCluster, dict[str, Row], list[Row]]:
@@ -139,7 +145,7 @@ def test_wrong_handler_fails(healthy: dict[str, Any]) -> None:
 def test_log_read_failure_is_error(healthy: dict[str, Any]) -> None:
     name = proof_pod(healthy, "gvisor")["metadata"]["name"]
     healthy["logs"][proof_log(healthy, "gvisor")] = {
-        "error": f'kubectl logs: Error from server (NotFound): pods "{name}" not found'}
+        "error": f'logs {name}: 404 NotFound: pods "{name}" not found'}
     _, by_name, rows = run(healthy)
     row = by_name["sandbox proof gvisor: kernel"]
     assert row.status is Status.ERROR
@@ -189,7 +195,7 @@ def test_only_kata_uses_kata_for_the_tenant_pods(healthy: dict[str, Any]) -> Non
 
 
 def test_denial_case_the_cluster_allowed_fails(healthy: dict[str, Any]) -> None:
-    healthy["dry_run"]["verify-deny-privileged-test"] = [True, ""]
+    healthy["dry_run"]["verify-deny-privileged-test"] = None
     _, by_name, rows = run(healthy)
     row = by_name["admission: deny privileged"]
     assert (row.status, row.observed) == (Status.FAIL, "allowed")
@@ -197,9 +203,9 @@ def test_denial_case_the_cluster_allowed_fails(healthy: dict[str, Any]) -> None:
 
 
 def test_denial_by_an_unrelated_control_is_error(healthy: dict[str, Any]) -> None:
-    healthy["dry_run"]["verify-deny-automount-test"] = [False, (
-        'Error from server (Forbidden): pods "verify-deny-automount-test" is forbidden: '
-        "exceeded quota: tenant-quota, requested: pods=1, used: pods=20, limited: pods=20")]
+    healthy["dry_run"]["verify-deny-automount-test"] = forbidden(
+        'pods "verify-deny-automount-test" is forbidden: exceeded quota: tenant-quota, '
+        "requested: pods=1, used: pods=20, limited: pods=20")
     _, by_name, _ = run(healthy)
     row = by_name["admission: deny automountServiceAccountToken true"]
     assert row.status is Status.ERROR
@@ -207,9 +213,8 @@ def test_denial_by_an_unrelated_control_is_error(healthy: dict[str, Any]) -> Non
 
 
 def test_denied_control_pod_voids_the_denials(healthy: dict[str, Any]) -> None:
-    healthy["dry_run"]["verify-control-test"] = [False, (
-        'Error from server (Forbidden): error when creating "STDIN": pods "verify-control-test" '
-        'is forbidden: pod rejected: RuntimeClass "gvisor" not found')]
+    healthy["dry_run"]["verify-control-test"] = forbidden(
+        'pods "verify-control-test" is forbidden: pod rejected: RuntimeClass "gvisor" not found')
     _, by_name, rows = run(healthy)
     assert by_name[CONTROL[0]].status is Status.FAIL
     for case in DENIAL_CASES:
@@ -219,10 +224,34 @@ def test_denied_control_pod_voids_the_denials(healthy: dict[str, Any]) -> None:
     assert exit_code(rows) == 1
 
 
-def test_dry_run_kubectl_error_is_error(healthy: dict[str, Any]) -> None:
+def test_dry_run_api_error_is_error(healthy: dict[str, Any]) -> None:
     del healthy["dry_run"]["verify-deny-host-pid-test"]
     _, by_name, _ = run(healthy)
     assert by_name["admission: deny hostPID"].status is Status.ERROR
+
+
+def test_denial_rows_carry_the_servers_status(healthy: dict[str, Any]) -> None:
+    _, by_name, _ = run(healthy)
+    row = by_name["admission: deny hostPID"]
+    assert row.api_status is not None
+    assert (row.api_status.code, row.api_status.reason) == (403, "Forbidden")
+    assert row.observed == ('denied (403 Forbidden): violates PodSecurity "restricted:v1.34": '
+                            "host namespaces (hostPID=true)")
+    policy = by_name["admission: deny automountServiceAccountToken true"].observed
+    assert policy.startswith("denied (403 Forbidden): policy sandboxed-k8s-tenant-pods: ")
+    assert by_name[CONTROL[0]].api_status is None
+
+
+def test_unreachable_api_server_stops_the_run_after_cleaning_up(
+        healthy: dict[str, Any]) -> None:
+    healthy["unreachable"] = ["exec"]
+    cluster = FakeCluster(healthy)
+    with pytest.raises(Unreachable, match="cannot reach the API server"):
+        run_checks(cluster, timeout=5, run_id="test")
+    assert sorted(cluster.deleted) == [("pod", LISTENER, "tenant-b"), ("pod", PROBE, "tenant-a")]
+    healthy["unreachable"] = ["get_json"]
+    with pytest.raises(Unreachable):
+        run_checks(FakeCluster(healthy), timeout=5, run_id="test")
 
 
 def test_tenant_reaching_another_tenant_fails(healthy: dict[str, Any]) -> None:
@@ -237,7 +266,7 @@ def test_tenant_reaching_another_tenant_fails(healthy: dict[str, Any]) -> None:
 
 def test_listener_that_does_not_serve_is_error(healthy: dict[str, Any]) -> None:
     set_exec(healthy, LISTENER, "http://127.0.0.1:8080/", 1, "",
-             "wget: can't connect to remote host (127.0.0.1): Connection refused" + EXIT1)
+             "wget: can't connect to remote host (127.0.0.1): Connection refused")
     _, by_name, _ = run(healthy)
     row = by_name[NET_TENANT[0]]
     assert row.status is Status.ERROR
@@ -274,7 +303,7 @@ def test_kubelet_answering_200_fails(healthy: dict[str, Any]) -> None:
 def test_kubelet_answering_401_passes(healthy: dict[str, Any]) -> None:
     url = probed_url(healthy, ":10250/")
     set_exec(healthy, PROBE, url, 1, "",
-             "wget: server returned error: HTTP/1.1 401 Unauthorized" + EXIT1)
+             "wget: server returned error: HTTP/1.1 401 Unauthorized")
     _, by_name, _ = run(healthy)
     row = by_name[NET_KUBELET[0]]
     assert (row.status, row.observed) == (Status.PASS, f"{url} answered HTTP 401")
@@ -282,14 +311,14 @@ def test_kubelet_answering_401_passes(healthy: dict[str, Any]) -> None:
 
 def test_metadata_answering_fails(healthy: dict[str, Any]) -> None:
     set_exec(healthy, PROBE, "http://169.254.169.254:80/", 1, "",
-             "wget: server returned error: HTTP/1.1 404 Not Found" + EXIT1)
+             "wget: server returned error: HTTP/1.1 404 Not Found")
     _, by_name, _ = run(healthy)
     assert by_name[NET_METADATA[0]].status is Status.FAIL
 
 
 def test_dns_failure_fails(healthy: dict[str, Any]) -> None:
     set_exec(healthy, PROBE, "nslookup", 1, "Server:\t\t10.96.0.10\n",
-             ";; connection timed out; no servers could be reached" + EXIT1)
+             ";; connection timed out; no servers could be reached")
     _, by_name, _ = run(healthy)
     assert by_name[NET_DNS[0]].status is Status.FAIL
 
@@ -302,11 +331,11 @@ def test_mounted_token_fails(healthy: dict[str, Any]) -> None:
 
 
 def test_probe_that_never_gets_ready_is_error_and_cleaned_up(healthy: dict[str, Any]) -> None:
-    healthy["wait_errors"] = {PROBE: "kubectl wait pod/verify-probe-test: error: timed out "
-                                     "waiting for the condition on pods/verify-probe-test"}
+    healthy["wait_errors"] = {PROBE: "pod tenant-a/verify-probe-test not Ready after 5s: "
+                                     "Pending; main: ImagePullBackOff"}
     cluster, by_name, rows = run(healthy)
     assert statuses(by_name, POD_NAMES) == {Status.ERROR}
-    assert "timed out" in by_name[TOKEN[0]].observed
+    assert "not Ready after 5s" in by_name[TOKEN[0]].observed
     assert {name for _, name, _ in cluster.deleted} == {PROBE, LISTENER}
     assert exit_code(rows) == 1
 
