@@ -31,9 +31,9 @@ def _component_path(r: Registration, by_urn: Mapping[str, Registration]) -> str:
 
 def _add(tree: Files, files: Mapping[str, str], owner: str) -> None:
     for path, text in files.items():
-        if path in tree and tree[path] != text:
+        text = text if text.endswith("\n") or not text else text + "\n"
+        if tree.setdefault(path, text) != text:
             raise ValueError(f"{owner} writes {path}, which another resource wrote differently")
-        tree[path] = text if text.endswith("\n") or not text else text + "\n"
 
 
 def render_tree(graph: Graph, stack: str) -> Files:
@@ -61,7 +61,7 @@ def render_tree(graph: Graph, stack: str) -> Files:
     _add(tree, {OUTPUTS: to_yaml(outputs)}, "the stack's outputs")
     header = (f"# What stack {stack} ships, rendered by `python -m render {stack}` from the "
               f"program under mocks.\n# Resources in dependency order: each after everything it "
-              f"waits for. Secrets read {MARKER}.\n")
+              f"waits for. Keys, certificates and ids are\n# stand-ins; secrets read {MARKER}.\n")
     _add(tree, {INDEX: header + to_yaml({"stack": stack, "resources": entries})}, "the index")
     return dict(sorted(tree.items()))
 

@@ -16,6 +16,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+import render.tree
 from components.pki import encryption_key_from
 from components.render.scripts import SCRIPTS_DIR
 from components.spec import load
@@ -223,6 +224,19 @@ def test_unknown_stack_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main(["no-such-stack", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "unknown stack 'no-such-stack'" in err and "dev" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_invalid_configuration_is_refused_with_every_problem(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    config = {**stack_config("dev"), "sandboxed-k8s:adminUser": "Bad User",
+              "sandboxed-k8s:bogus": 1}
+    monkeypatch.setattr(render.tree, "stack_config", lambda stack: config)
+    assert main(["dev", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "stacks/Pulumi.dev.yaml: invalid stack configuration" in err
+    assert "bogus: unknown key" in err and "adminUser" in err
     assert not (tmp_path / "out").exists()
 
 
