@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Build the pinned test tools from the Go module proxy into a version-keyed cache outside the
-# repo. Two groups:
+# repo. Three groups:
 #   node       containerd 2.x, gVisor runsc + its containerd shim, crictl (tests/node, tests/vm)
 #   apiserver  Kubernetes' seven binaries (kubeadm, kubelet, kubectl, kube-apiserver,
 #              kube-controller-manager, kube-scheduler, kube-proxy) at the cluster's version,
 #              and the etcd that kubeadm of that version deploys (tests/apiserver)
+#   lint       actionlint, the GitHub Actions workflow linter (tests/test_workflows.py)
 # Each lands in
 #
 #   ${SANDBOXED_K8S_CACHE:-~/.cache/sandboxed-k8s}/bin/<tool>-<version>/
@@ -21,7 +22,7 @@
 #
 # Usage: tools/build-test-tools.sh [GROUP...]          build what is missing, then print paths
 #        tools/build-test-tools.sh --paths [GROUP...]  print paths only (no build, no network)
-# With no GROUP, both groups.
+# With no GROUP, every group.
 # Sourced (tools/build-lab-mirror.sh), it only defines its pins and functions.
 #
 # Output: one line per binary on stdout, "BIN <name> <absolute path>", which the
@@ -43,6 +44,8 @@ SHIM_TESTPATCH_REV="p1"
 KUBERNETES_VERSION="v1.34.2"
 # etcd: kubeadm v1.34.2's DefaultEtcdVersion (cmd/kubeadm/app/constants), 3.6.5-0.
 ETCD_VERSION="v3.6.5"
+# actionlint: newest release the module proxy serves.
+ACTIONLINT_VERSION="v1.7.12"
 # ----------------------------------------------------------------------------------
 
 CACHE_ROOT="${SANDBOXED_K8S_CACHE:-${HOME}/.cache/sandboxed-k8s}"
@@ -54,6 +57,7 @@ CRICTL_DIR="${BIN_ROOT}/crictl-${CRICTL_VERSION}"
 SHIM_TESTPATCH_DIR="${BIN_ROOT}/gvisor-shim-testpatch-${GVISOR_VERSION}-${SHIM_TESTPATCH_REV}"
 KUBERNETES_DIR="${BIN_ROOT}/kubernetes-${KUBERNETES_VERSION}"
 ETCD_DIR="${BIN_ROOT}/etcd-${ETCD_VERSION}"
+ACTIONLINT_DIR="${BIN_ROOT}/actionlint-${ACTIONLINT_VERSION}"
 
 CONTAINERD_BINS=(containerd containerd-shim-runc-v2 ctr)
 GVISOR_BINS=(runsc containerd-shim-runsc-v1)
@@ -64,6 +68,7 @@ SHIM_TESTPATCH_BINS=(containerd-shim-runsc-v1)
 KUBERNETES_BINS=(kubeadm kubelet kubectl kube-apiserver kube-controller-manager kube-scheduler
     kube-proxy)
 ETCD_BINS=(etcd)
+ACTIONLINT_BINS=(actionlint)
 
 # Never fetch another Go toolchain; use the one on the machine.
 export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
@@ -233,6 +238,13 @@ build_etcd() {
     rm -rf "${out}/.mod"
 }
 
+build_actionlint() {
+    local out="$1"
+    # `go install MODULE@VERSION` records the version; `actionlint -version` prints it.
+    GOBIN="${out}" CGO_ENABLED=0 go install -ldflags "-s -w" \
+        "github.com/rhysd/actionlint/cmd/actionlint@${ACTIONLINT_VERSION}"
+}
+
 build_group() {
     case "$1" in
         node)
@@ -245,6 +257,9 @@ build_group() {
         apiserver)
             build_into "${ETCD_DIR}" build_etcd "${ETCD_BINS[@]}"
             build_into "${KUBERNETES_DIR}" build_kubernetes "${KUBERNETES_BINS[@]}"
+            ;;
+        lint)
+            build_into "${ACTIONLINT_DIR}" build_actionlint "${ACTIONLINT_BINS[@]}"
             ;;
     esac
 }
@@ -262,6 +277,9 @@ print_group() {
             print_paths "${ETCD_DIR}" "${ETCD_BINS[@]}"
             print_paths "${KUBERNETES_DIR}" "${KUBERNETES_BINS[@]}"
             ;;
+        lint)
+            print_paths "${ACTIONLINT_DIR}" "${ACTIONLINT_BINS[@]}"
+            ;;
     esac
 }
 
@@ -273,11 +291,11 @@ main() {
     fi
     for group in "$@"; do
         case "${group}" in
-            node | apiserver) groups+=("${group}") ;;
-            *) log "unknown group ${group} (node, apiserver)"; exit 2 ;;
+            node | apiserver | lint) groups+=("${group}") ;;
+            *) log "unknown group ${group} (node, apiserver, lint)"; exit 2 ;;
         esac
     done
-    [[ ${#groups[@]} -gt 0 ]] || groups=(node apiserver)
+    [[ ${#groups[@]} -gt 0 ]] || groups=(node apiserver lint)
     if "${build}"; then
         command -v go >/dev/null || { log "go is not installed"; exit 1; }
         local start

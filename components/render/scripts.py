@@ -11,6 +11,7 @@ import hashlib
 import re
 import shlex
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 SCRIPTS_DIR = Path(__file__).resolve().parent.parent / "scripts"
@@ -50,6 +51,28 @@ def render_invocation(script: str, params: Mapping[str, str]) -> str:
         lines.append(f"export {key}={shlex.quote(params[key])}")
     library = (SCRIPTS_DIR / LIBRARY).read_text()
     return "\n".join(lines) + "\n" + library + "\n" + body
+
+
+@dataclass(frozen=True)
+class Invocation:
+    script: str  # the node script's file name
+    params: dict[str, str]
+
+
+def parse_invocation(stdin: str) -> Invocation:
+    """The inverse of `render_invocation`: which script, with which parameters."""
+    prefix = "#!/usr/bin/env bash\nset -euo pipefail"
+    head, found, body = stdin.partition("\n" + (SCRIPTS_DIR / LIBRARY).read_text() + "\n")
+    if not found or not head.startswith(prefix):
+        raise ValueError("not a node-script invocation (no header or no shared library)")
+    words = shlex.split(head[len(prefix):])
+    if words[0::2] != ["export"] * (len(words) // 2) or len(words) % 2:
+        raise ValueError(f"unexpected header words: {words[:4]}")
+    params = dict(w.split("=", 1) for w in words[1::2])
+    script = next((n for n in script_names() if read_script(n) == body), None)
+    if script is None:
+        raise ValueError("the invocation runs none of the node scripts in components/scripts")
+    return Invocation(script, params)
 
 
 def content_hash(text: str) -> str:

@@ -19,6 +19,7 @@ from components.render.scripts import (
     REMOTE_RUNNER,
     SCRIPTS_DIR,
     b64,
+    parse_invocation,
     render_invocation,
     script_names,
 )
@@ -63,6 +64,17 @@ def test_invocation_rejects_bad_names() -> None:
         render_invocation("preflight.sh", {"lower": "x"})
     with pytest.raises(ValueError):
         render_invocation("lib.sh", {})
+
+
+def test_an_invocation_parses_back_to_its_script_and_parameters() -> None:
+    params = {"A": "two words", "B_B64": "", "C": "it's\nmulti-line $(not run)"}
+    for name in script_names():
+        parsed = parse_invocation(render_invocation(name, params))
+        assert (parsed.script, parsed.params) == (name, params)
+    with pytest.raises(ValueError, match="none of the node scripts"):
+        parse_invocation(render_invocation("preflight.sh", {}) + "echo tampered\n")
+    with pytest.raises(ValueError, match="not a node-script invocation"):
+        parse_invocation("echo hello\n")
 
 
 def test_remote_runner_feeds_stdin_to_a_root_shell(tmp_path: Path) -> None:

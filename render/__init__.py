@@ -1,0 +1,1 @@
+"""`python -m render STACK OUT`: everything a stack's graph would ship, as files to review."""
