@@ -12,42 +12,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
-from pathlib import Path
-from typing import Any
 
-import yaml
-
-from components.spec import PROJECT, ClusterSpec, ConfigError, load
+from components.spec import ConfigError
 from components.spec.artifacts import Fetch, stack_fetches
 
-STACKS_DIR = Path(__file__).resolve().parents[1] / "stacks"
-
-
-def stack_file(stack: str) -> Path:
-    path = Path(stack)
-    return path if path.suffix in (".yaml", ".yml") else STACKS_DIR / f"Pulumi.{stack}.yaml"
-
-
-def stack_name(path: Path) -> str:
-    """`Pulumi.dev.yaml` -> `dev`, as Pulumi names the stack of a stack file."""
-    name = path.name
-    for suffix in (".yaml", ".yml"):
-        name = name.removesuffix(suffix)
-    return name.removeprefix("Pulumi.")
-
-
-def project_config(document: Mapping[str, Any]) -> dict[str, Any]:
-    """The project's keys of a stack file, without the `sandboxed-k8s:` prefix."""
-    config = document.get("config") or {}
-    prefix = f"{PROJECT}:"
-    return {k[len(prefix):]: v for k, v in config.items() if k.startswith(prefix)}
-
-
-def load_stack_file(path: Path) -> ClusterSpec:
-    document = yaml.safe_load(path.read_text()) or {}
-    return load(project_config(document), stack_name(path))
+# Stack files are read by components.spec.stack_file; its names stay importable from here.
+from components.spec.stack_file import STACKS_DIR as STACKS_DIR
+from components.spec.stack_file import load_stack_file as load_stack_file
+from components.spec.stack_file import project_config as project_config
+from components.spec.stack_file import stack_file as stack_file
+from components.spec.stack_file import stack_name as stack_name
 
 
 def render_text(fetches: Sequence[Fetch]) -> str:

@@ -27,17 +27,33 @@ if [[ ! -f $SYS_ROOT/fs/cgroup/cgroup.controllers ]]; then
   problems+=("cgroup v2 is not mounted at $SYS_ROOT/fs/cgroup (unified hierarchy required)")
 fi
 
+# A module built into the kernel has a /sys/module entry only if it takes parameters, and
+# br_netfilter takes none: what each module provides shows that it is there.
+module_present() {
+  [[ -d $SYS_ROOT/module/$1 ]] && return 0
+  case $1 in
+    overlay) grep -qw overlay "$PROC_ROOT/filesystems" 2>/dev/null ;;
+    # Its sysctls exist only while it is in the kernel (loaded or built in).
+    br_netfilter) [[ -e $PROC_ROOT/sys/net/bridge/bridge-nf-call-iptables ]] ;;
+    *) return 1 ;;
+  esac
+}
 for module in overlay br_netfilter; do
-  if [[ ! -d $SYS_ROOT/module/$module ]]; then
-    problems+=("kernel module $module is not loaded")
+  if ! module_present "$module"; then
+    problems+=("kernel module $module is not loaded (modprobe $module; list it in /etc/modules-load.d/ to keep it)")
   fi
 done
+sysctls=(net.ipv4.ip_forward)
+# Without br_netfilter its sysctl is missing too: reported once, as the module.
+if module_present br_netfilter; then
+  sysctls+=(net.bridge.bridge-nf-call-iptables)
+fi
 
-for entry in net.bridge.bridge-nf-call-iptables net.ipv4.ip_forward; do
+for entry in "${sysctls[@]}"; do
   file=$PROC_ROOT/sys/${entry//.//}
   value=$(cat "$file" 2>/dev/null || echo missing)
   if [[ $value != 1 ]]; then
-    problems+=("sysctl $entry is $value, must be 1")
+    problems+=("sysctl $entry is $value, must be 1 (sysctl -w $entry=1; set it in /etc/sysctl.d/ to keep it)")
   fi
 done
 

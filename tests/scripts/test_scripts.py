@@ -85,53 +85,6 @@ def test_remote_runner_feeds_stdin_to_a_root_shell(tmp_path: Path) -> None:
     assert out.split() == ["0", "done"]
 
 
-# --- preflight -----------------------------------------------------------------------------
-
-def fake_host(root: Path, *, cgroup2: bool = True, modules: tuple[str, ...] = ("overlay",
-              "br_netfilter"), forward: str = "1", bridge: str = "1", swap: bool = False
-              ) -> dict[str, str]:
-    sys_root, proc_root = root / "sys", root / "proc"
-    (sys_root / "fs/cgroup").mkdir(parents=True)
-    if cgroup2:
-        (sys_root / "fs/cgroup/cgroup.controllers").write_text("cpu memory\n")
-    for module in modules:
-        (sys_root / "module" / module).mkdir(parents=True)
-    (proc_root / "sys/net/ipv4").mkdir(parents=True)
-    (proc_root / "sys/net/bridge").mkdir(parents=True)
-    (proc_root / "sys/net/ipv4/ip_forward").write_text(forward + "\n")
-    (proc_root / "sys/net/bridge/bridge-nf-call-iptables").write_text(bridge + "\n")
-    swaps = "Filename Type Size Used Priority\n"
-    if swap:
-        swaps += "/swapfile file 1024 0 -2\n"
-    (proc_root / "swaps").write_text(swaps)
-    return {"SYS_ROOT": str(sys_root), "PROC_ROOT": str(proc_root), "MIN_FREE_GIB": "0"}
-
-
-def test_preflight_passes_on_a_ready_host(tmp_path: Path) -> None:
-    result = run_script("preflight.sh", fake_host(tmp_path))
-    assert result.returncode == 0, result.stderr
-    assert "all requirements met" in result.stderr
-
-
-def test_preflight_names_every_unmet_requirement(tmp_path: Path) -> None:
-    env = fake_host(tmp_path, cgroup2=False, modules=("overlay",), forward="0", swap=True)
-    env.update({"REQUIRE_KVM": "1", "MIN_FREE_GIB": "1000000",
-                "KVM_DEVICE": str(tmp_path / "no-kvm")})
-    result = run_script("preflight.sh", env)
-    assert result.returncode != 0
-    for fragment in ("cgroup v2", "br_netfilter", "net.ipv4.ip_forward is 0", "swap is on",
-                     "GiB free", "no-kvm is missing"):
-        assert fragment in result.stderr, fragment
-    assert "6 preflight requirement(s) unmet" in result.stderr
-
-
-def test_preflight_accepts_a_kvm_device_when_required(tmp_path: Path) -> None:
-    # /dev/null stands in for /dev/kvm: the check is "a character device exists".
-    env = {**fake_host(tmp_path), "REQUIRE_KVM": "1", "KVM_DEVICE": "/dev/null"}
-    result = run_script("preflight.sh", env)
-    assert result.returncode == 0, result.stderr
-
-
 # --- gVisor install --------------------------------------------------------------------------
 
 def publish(root: Path, rel: str, content: bytes, *, sha512: str | None = None) -> str:
