@@ -46,11 +46,13 @@ def spans(event_log: Path) -> list[Span]:
                 meta = event[kind]["metadata"]
                 begun = started.pop(meta["urn"], None)
                 if begun is not None:
-                    new = begun[2].get("new") or {}
+                    # The engine omits `custom` when false (components); a log without
+                    # the resource's state says nothing either way.
+                    new = begun[2].get("new")
+                    custom = bool(new.get("custom")) if new else True
                     out.append(Span(meta["urn"].rsplit("::", 1)[1], meta["type"], meta["op"],
                                     begun[0], ts, meta["urn"], begun[1], seq,
-                                    kind == "resOpFailedEvent",
-                                    bool(new.get("custom", True))))
+                                    kind == "resOpFailedEvent", custom))
     return out
 
 

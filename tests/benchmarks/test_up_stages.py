@@ -28,8 +28,9 @@ def write_log(path: Path, events: list[tuple[int, str, str, str]]) -> Path:
     kinds = {"pre": "resourcePreEvent", "out": "resOutputsEvent", "fail": "resOpFailedEvent"}
     lines = [json.dumps({"sequence": 0, "timestamp": events[0][0], "preludeEvent": {}})]
     for seq, (ts, kind, name, typ) in enumerate(events, start=1):
+        # As the engine writes it: `custom` only when true.
         meta = {"op": "create", "urn": urn(name, typ), "type": typ,
-                "new": {"custom": typ != COMPONENT}}
+                "new": {"type": typ} if typ == COMPONENT else {"type": typ, "custom": True}}
         lines.append(json.dumps({"sequence": seq, "timestamp": ts,
                                  kinds[kind]: {"metadata": meta}}))
     path.write_text("\n".join(lines) + "\n")
