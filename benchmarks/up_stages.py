@@ -21,9 +21,16 @@ from benchmarks.events import PathStep, Span, critical_path, dependencies_from_s
 from benchmarks.stats import table
 
 
+def label(span: Span) -> str:
+    """The resource's name; a Kubernetes object's with its kind (names repeat across kinds)."""
+    if span.type.startswith("kubernetes:"):
+        return f"{span.type.rsplit(':', 1)[-1]} {span.name}"
+    return span.name
+
+
 def resource_table(found: list[Span], min_seconds: int = 0) -> str:
     origin = min(s.start for s in found)
-    rows = [[s.name, stage(s), s.op + (" FAILED" if s.failed else ""), s.start - origin,
+    rows = [[label(s), stage(s), s.op + (" FAILED" if s.failed else ""), s.start - origin,
              s.end - origin, s.seconds]
             for s in sorted(found, key=lambda s: (s.start_seq, s.name))
             if s.custom and s.seconds >= min_seconds]
@@ -31,7 +38,7 @@ def resource_table(found: list[Span], min_seconds: int = 0) -> str:
 
 
 def path_table(path: list[PathStep], origin: int) -> str:
-    rows = [[step.span.name, stage(step.span), step.span.start - origin,
+    rows = [[label(step.span), stage(step.span), step.span.start - origin,
              step.span.end - origin, step.waited, step.span.seconds] for step in path]
     return table(["resource", "stage", "start s", "end s", "waited s", "seconds"], rows,
                  left=2)

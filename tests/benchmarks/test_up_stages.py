@@ -136,8 +136,9 @@ def test_the_command_prints_resources_and_the_critical_path(
     out = capsys.readouterr().out
     assert "## Resources (12 operations, 600 s from the first to the last)" in out
     assert "## Critical path (6 steps, from the stack's dependencies)" in out
-    assert "| master-kubeadm-init     | kubeadm init      | create |     210 |   500 |     290 |" \
-        in out
+    assert ("| master-kubeadm-init       | kubeadm init      | create |     210 |   500 |"
+            "     290 |") in out
+    assert "| DaemonSet kube-flannel-ds | Kubernetes object |     500 |" in out
     assert "| kubeadm init               |     290 |" in out
     assert "| boot + cloud-init          |     170 |" in out
 

@@ -1,4 +1,4 @@
-"""Drive a containerd's CRI with crictl: pods on the host network (no CNI here)."""
+"""Drive a containerd's CRI with crictl: pods on the host network unless given a pod network."""
 
 from __future__ import annotations
 
