@@ -24,10 +24,10 @@ from typing import Any
 import pytest
 import yaml
 
+from benchmarks.events import spans
 from tests.cluster.stack import lab_config, p
 from tests.e2e.conftest import TIMINGS
 from tests.e2e.engine import REPO_ROOT, LibvirtNamespace, Project
-from tests.e2e.events import spans
 from tests.e2e.state import PinnedSsh, domain_ids, secret_strings
 from tests.lab.mirror import Mirror, ensure_mirror, serve_mirror
 from tests.vm.releases import sha256_file

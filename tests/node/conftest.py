@@ -14,17 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from .configs import config_version_for, render_into
-from .containerd import (
-    config_dump,
-    cri_sandbox_image,
-    cri_snapshotter,
-    parse_dump,
-    start_containerd,
-)
-from .cri import Crictl
-from .nodes import TEST_IMAGE, Node, NodeFactory
-from .oci import build_busybox_archive, pause_entrypoint
+from .nodes import TEST_IMAGE, Node, NodeFactory, start_node
+from .oci import build_busybox_archive
 from .tools import NodeTools, discover
 
 TIMINGS: dict[str, float] = {}
@@ -58,13 +49,6 @@ def busybox_archive(image_dir: Path) -> Path:
     return build_busybox_archive(image_dir / "busybox.tar", TEST_IMAGE).path
 
 
-def _pause_archive(image_dir: Path, ref: str) -> Path:
-    dest = image_dir / ("pause-" + ref.replace("/", "_").replace(":", "_") + ".tar")
-    if not dest.exists():
-        build_busybox_archive(dest, ref, entrypoint=pause_entrypoint())
-    return dest
-
-
 @pytest.fixture(scope="session")
 def node_factory(
     node_tools: NodeTools,
@@ -84,33 +68,19 @@ def node_factory(
         config_version: int | None = None,
         runsc_flags: dict[str, str | bool] | None = None,
     ) -> Node:
-        flavor = node_tools.flavors[flavor_name]
-        version = config_version or config_version_for(flavor.version)
-        workdir = tmp_path_factory.mktemp(f"ctd{flavor_name.replace('.', '')}-v{version}")
+        workdir = tmp_path_factory.mktemp(
+            f"ctd{flavor_name.replace('.', '')}-v{config_version or 'auto'}")
         flags: dict[str, str | bool] = {"debug-log": f"{workdir}/runsc-logs/"}
         flags.update(runsc_flags or {})
-        rendered = render_into(workdir / "etc", version, runsc_flags=flags)
-        dump = config_dump(flavor, rendered.config_path)
-        parsed = parse_dump(dump)
-        t0 = time.monotonic()
-        daemon = start_containerd(flavor, rendered.config_path, workdir)
-        cri = Crictl(node_tools.crictl, daemon.endpoint, workdir / "cri")
-        node = Node(flavor, rendered, daemon, cri, TEST_IMAGE, cri_sandbox_image(parsed), dump)
+        node = start_node(node_tools, flavor_name, workdir, busybox_archive, image_dir,
+                          config_version=config_version, runsc_flags=flags, timings=TIMINGS)
         started.append(node)
-        cri.wait_runtime_ready()
-        TIMINGS[f"containerd {flavor_name} start to CRI ready"] = time.monotonic() - t0
-        snapshotter = cri_snapshotter(parsed)
-        daemon.import_image(busybox_archive, snapshotter)
-        daemon.import_image(_pause_archive(image_dir, node.sandbox_image), snapshotter)
-        cri.wait_image(TEST_IMAGE)
-        cri.wait_image(node.sandbox_image)
         return node
 
     yield start
 
     for node in started:
-        node.cri.remove_all_pods()
-        node.daemon.stop()
+        node.stop()
 
 
 @pytest.fixture(scope="session")

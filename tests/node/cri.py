@@ -1,4 +1,4 @@
-"""Drive a containerd's CRI with crictl: pods on the host network (no CNI here)."""
+"""Drive a containerd's CRI with crictl: pods on the host network unless given a pod network."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ import json
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 CRI_TIMEOUT_SECONDS = 60
+NETWORK_POD = 0  # CRI NamespaceMode.POD: the pod's own network namespace (needs a CNI config)
 NETWORK_NODE = 2  # CRI NamespaceMode.NODE: the pod shares the host's network namespace
 
 
@@ -83,27 +84,38 @@ class Crictl:
                 raise TimeoutError(f"image {ref} not visible through the CRI after {timeout}s")
             time.sleep(0.3)
 
-    def run_pod(self, name: str, handler: str) -> tuple[str, Path]:
+    def run_pod(self, name: str, handler: str, network: int = NETWORK_NODE) -> tuple[str, Path]:
         uid = uuid.uuid4().hex[:12]
         logs = self.workdir / "pod-logs" / f"{name}-{uid}"
         logs.mkdir(parents=True, exist_ok=True)
         pod = {
             "metadata": {"name": name, "namespace": "default", "uid": uid, "attempt": 0},
             "log_directory": str(logs),
-            "linux": {"security_context": {"namespace_options": {"network": NETWORK_NODE}}},
+            "linux": {"security_context": {"namespace_options": {"network": network}}},
         }
         pod_path = self.workdir / f"pod-{name}-{uid}.json"
         pod_path.write_text(json.dumps(pod))
         pod_id = self.run("runp", "--runtime", handler, str(pod_path)).stdout.strip()
         return pod_id, pod_path
 
-    def create_and_start(self, pod_id: str, pod_path: Path, image: str, command: list[str]) -> str:
+    def create_and_start(
+        self,
+        pod_id: str,
+        pod_path: Path,
+        image: str,
+        command: list[str],
+        mounts: Mapping[str, Path] | None = None,
+    ) -> str:
+        """Create and start container "main"; `mounts` bind-mounts host folders (container
+        path -> host path) read-write, as the kubelet does for an emptyDir."""
         ctr = {
             "metadata": {"name": "main", "attempt": 0},
             "image": {"image": image},
             "command": command,
             "log_path": "main.log",
             "linux": {},
+            "mounts": [{"container_path": c, "host_path": str(h)}
+                       for c, h in sorted((mounts or {}).items())],
         }
         ctr_path = pod_path.with_name(pod_path.stem + "-main.json")
         ctr_path.write_text(json.dumps(ctr))

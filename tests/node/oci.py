@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import tarfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,8 +48,9 @@ def _add_dir(archive: tarfile.TarFile, name: str) -> None:
     archive.addfile(info)
 
 
-def _busybox_layer(busybox: Path) -> bytes:
-    """An uncompressed layer tar: /bin/busybox, applet symlinks, and the usual empty dirs."""
+def _busybox_layer(busybox: Path, extra_files: Mapping[str, bytes]) -> bytes:
+    """An uncompressed layer tar: /bin/busybox, applet symlinks, the usual empty dirs, and
+    `extra_files` (path in the image -> content, executable)."""
     if not busybox.is_file():
         raise FileNotFoundError(f"{busybox} missing: apt-get install busybox-static")
     buf = io.BytesIO()
@@ -64,14 +66,20 @@ def _busybox_layer(busybox: Path) -> bytes:
             layer.addfile(link)
         _add_bytes(layer, "etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n")
         _add_bytes(layer, "etc/group", b"root:x:0:\n")
+        for path, content in sorted(extra_files.items()):
+            _add_bytes(layer, path.lstrip("/"), content, mode=0o755)
     return buf.getvalue()
 
 
 def build_busybox_archive(
-    dest: Path, ref: str, entrypoint: list[str] | None = None, busybox: Path = BUSYBOX
+    dest: Path,
+    ref: str,
+    entrypoint: list[str] | None = None,
+    busybox: Path = BUSYBOX,
+    extra_files: Mapping[str, bytes] | None = None,
 ) -> ImageArchive:
     """Write an OCI layout tar for `ref` (a full reference such as "docker.io/library/x:1")."""
-    layer = _busybox_layer(busybox)
+    layer = _busybox_layer(busybox, extra_files or {})
     diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()
     config = {
         "architecture": "amd64",

@@ -1,0 +1,1 @@
+"""The sandbox overhead benchmark's parts: nodes per variant, measurements, report."""
