@@ -184,7 +184,9 @@ class Hypervisor(pulumi.ComponentResource):
             name=f"{prefix}-seed.iso",
             pool=spec.storage_pool,
             source=self._seed_image(prefix, node.name, boot),
-            format="raw",
+            # What libvirt reports for an ISO 9660 image once uploaded: any other format would
+            # read back as a change, and replace the seed on every `up`.
+            format="iso",
             xml=private_volume(),
             opts=self._opts(provider, delete_before_replace=True),
         )

@@ -34,7 +34,7 @@ def test_every_node_boots_from_a_private_seed_built_on_this_machine(graph: Graph
     for domain in graph.of_type("libvirt:index/domain:Domain"):
         node = domain.name
         volume = graph.named(f"{node}-seed", "libvirt:index/volume:Volume")
-        assert volume.inputs["format"] == "raw"
+        assert volume.inputs["format"] == "iso"  # as libvirt reads it back
         assert volume.inputs["source"] == fake_state(
             "command:local:Command", seeds[node].name, {})["stdout"].strip()
         assert seeds[node].urn in volume.property_dependencies["source"]
