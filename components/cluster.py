@@ -19,7 +19,7 @@ from components.cni import PodNetwork, PodNetworkArgs
 from components.control_plane import ControlPlane, ControlPlaneArgs
 from components.guardrails import TenantGuardrails, TenantGuardrailsArgs
 from components.hypervisor import Hypervisor, HypervisorArgs, NodeBootDocuments
-from components.join import NodeJoin, NodeJoinArgs
+from components.join import JoinTokenSource, NodeJoin, NodeJoinArgs
 from components.node import NodeRuntime, NodeRuntimeArgs
 from components.pki import ClusterPki, ClusterPkiArgs
 from components.remote import node_connection
@@ -94,7 +94,10 @@ class SandboxedCluster(pulumi.ComponentResource):
         self.control_plane = ControlPlane("control-plane", ControlPlaneArgs(
             spec, first, connections[first.name], domains[first.name].id,
             self.runtimes[first.name].ready, self.pki,
-            [n.name for n in spec.nodes if n is not first]), opts=child)
+            self.access.join_token_key.public_key_openssh), opts=child)
+        self.token_source = JoinTokenSource(
+            str(first.ip), spec.admin_user, self.access.host_public_key(first.name),
+            self.access.join_token_private_key)
 
         self.joins: dict[str, NodeJoin] = {}
         previous: pulumi.CustomResource = self.control_plane.init
@@ -149,7 +152,8 @@ class SandboxedCluster(pulumi.ComponentResource):
               extra: list[pulumi.Resource]) -> NodeJoin:
         join = NodeJoin(f"{node.name}-join", NodeJoinArgs(
             spec, node, connections[node.name], self.hypervisor.domains[node.name].id, self.pki,
-            after=[*self.runtimes[node.name].ready, self.control_plane.bootstrap_token, *extra]),
+            self.token_source,
+            after=[*self.runtimes[node.name].ready, self.control_plane.token_issuer, *extra]),
             opts=pulumi.ResourceOptions(parent=self))
         self.joins[node.name] = join
         return join

@@ -1,4 +1,5 @@
-"""kubeadm init on the first control-plane node, and the join token every later join needs."""
+"""kubeadm init on the first control-plane node, and the join-token issuer every later join
+asks for its token."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from components.render.kubeadm import (
     render_init_config,
     render_kube_vip_manifest,
 )
+from components.render.scripts import render_invocation
 from components.spec import KUBE_VIP_REPOSITORY, ClusterSpec, NodeSpec
 
 NODE_INTERFACE = "eth0"  # named by our cloud-init network-config
@@ -68,7 +70,8 @@ class ControlPlaneArgs:
     machine_id: pulumi.Input[str]  # the node VM's id: a replaced VM runs init again
     node_ready: Sequence[pulumi.Resource]
     pki: ClusterPki
-    joining_nodes: Sequence[str]
+    # The public half of the key joining nodes use to ask for a join token.
+    join_token_public_key: pulumi.Input[str]
 
 
 class ControlPlane(pulumi.ComponentResource):
@@ -92,12 +95,17 @@ class ControlPlane(pulumi.ComponentResource):
         self.init = script_step(f"{node.name}-kubeadm-init", "kubeadm-init.sh", args.connection,
                                 {}, files=files, parent=self, depends_on=args.node_ready,
                                 machine_id=args.machine_id, sensitive=True)
-        # Re-runs whenever the set of joining nodes changes, re-creating the short-lived
-        # token for nodes added after it expired.
-        self.bootstrap_token = script_step(
-            f"{node.name}-bootstrap-token", "bootstrap-token.sh", args.connection,
-            {"TOKEN_TTL": spec.kubernetes.token_ttl},
-            files={"TOKEN": args.pki.join_token},
-            triggers=sorted(args.joining_nodes), machine_id=args.machine_id,
-            parent=self, depends_on=[self.init], sensitive=True)
+        # Joins ask this issuer for a fresh token when they run, instead of all sharing one
+        # created ahead of time: a token lives tokenTtl, and nothing tells the engine to create
+        # a new one when a join that failed is retried later (the join itself runs again; a
+        # token step with unchanged inputs does not). The issuer's key can run nothing else.
+        issuer = render_invocation("issue-join-token.sh",
+                                   {"TOKEN_TTL": spec.kubernetes.token_ttl})
+        self.token_issuer = script_step(
+            f"{node.name}-token-issuer", "token-issuer.sh", args.connection,
+            {"ISSUER_PUBLIC_KEY": pulumi.Output.from_input(args.join_token_public_key).apply(
+                str.strip),
+             "ADMIN_USER": spec.admin_user, "ALLOWED_FROM": str(spec.network.cidr)},
+            files={"ISSUER": issuer}, machine_id=args.machine_id, parent=self,
+            depends_on=[self.init])
         self.register_outputs({"endpoint": spec.control_plane_endpoint})

@@ -11,8 +11,27 @@ from pulumi_command import remote
 from components.control_plane import apiserver_files, kube_vip_manifest, node_registration
 from components.pki import ClusterPki
 from components.remote import script_step
-from components.render.kubeadm import render_join_config
+from components.render.kubeadm import JOIN_TOKEN_PLACEHOLDER, render_join_config
 from components.spec import ClusterSpec, NodeSpec
+
+
+@dataclass(frozen=True)
+class JoinTokenSource:
+    """Where a join asks for its token: the first control plane's issuer, over SSH."""
+
+    host: str
+    user: str
+    host_public_key: pulumi.Input[str]  # pinned: the join trusts no other host
+    private_key: pulumi.Input[str]  # secret; its public half may run the issuer only
+
+    def params(self) -> dict[str, str]:
+        return {"TOKEN_ISSUER": self.host, "TOKEN_ISSUER_USER": self.user,
+                "TOKEN_PLACEHOLDER": JOIN_TOKEN_PLACEHOLDER}
+
+    def files(self) -> dict[str, pulumi.Input[str]]:
+        known_hosts = pulumi.Output.from_input(self.host_public_key).apply(
+            lambda key: f"{self.host} {key.strip()}\n")
+        return {"TOKEN_ISSUER_KEY": self.private_key, "TOKEN_ISSUER_KNOWN_HOSTS": known_hosts}
 
 
 @dataclass(frozen=True)
@@ -22,8 +41,9 @@ class NodeJoinArgs:
     connection: pulumi.Input[remote.ConnectionArgs]
     machine_id: pulumi.Input[str]  # the node VM's id: a replaced VM joins again
     pki: ClusterPki
-    # The node's own runtime install and the control plane's token (and, for HA control
-    # planes, the previous control-plane join: etcd members are added one at a time).
+    token_source: JoinTokenSource
+    # The node's own runtime install and the token issuer (and, for HA control planes, the
+    # previous control-plane join: etcd members are added one at a time).
     after: Sequence[pulumi.Resource]
 
 
@@ -34,11 +54,14 @@ class NodeJoin(pulumi.ComponentResource):
         spec, node, pki = args.spec, args.node, args.pki
         registration = node_registration(node)
         endpoint = spec.control_plane_endpoint
-        join_config = pulumi.Output.all(pki.join_token, pki.ca_cert_hash).apply(
-            lambda v: render_join_config(registration, endpoint, v[0], v[1], str(node.ip),
-                                         spec.kubernetes.control_plane_timeout))
-        files: dict[str, pulumi.Input[str]] = {"KUBEADM_JOIN_CONFIG": join_config}
-        params = {"CONTROL_PLANE": "1" if node.pool.is_control_plane else "0"}
+        join_config = pki.ca_cert_hash.apply(
+            lambda ca_hash: render_join_config(registration, endpoint, JOIN_TOKEN_PLACEHOLDER,
+                                               ca_hash, str(node.ip),
+                                               spec.kubernetes.control_plane_timeout))
+        files: dict[str, pulumi.Input[str]] = {"KUBEADM_JOIN_CONFIG": join_config,
+                                               **args.token_source.files()}
+        params = {"CONTROL_PLANE": "1" if node.pool.is_control_plane else "0",
+                  **args.token_source.params()}
         if node.pool.is_control_plane:
             files.update(pki.files())
             files.update(apiserver_files(pki))

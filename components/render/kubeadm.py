@@ -16,6 +16,9 @@ KUBE_VIP_MANIFEST = "/etc/kubernetes/manifests/kube-vip.yaml"
 ENCRYPTION_CONFIG = "/etc/kubernetes/encryption/config.yaml"
 AUDIT_POLICY = "/etc/kubernetes/audit/policy.yaml"
 AUDIT_LOG_DIR = "/var/log/kubernetes/audit"
+# The token a join config is rendered with: kubeadm-join.sh puts a token issued for that join
+# attempt in its place. A well-formed token, so kubeadm validates the rendered config as is.
+JOIN_TOKEN_PLACEHOLDER = "000000.issuedatjointime"
 
 
 @dataclass(frozen=True)

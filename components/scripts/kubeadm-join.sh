@@ -2,21 +2,62 @@
 # Joins this node to the cluster (as a worker, or as a further control plane when CONTROL_PLANE
 # is 1). Discovery is pinned by the CA hash in the rendered config. Already joined: nothing is
 # done; a half-finished join is reset first.
-# Parameters: KUBEADM_JOIN_CONFIG_B64 [CONTROL_PLANE (0|1); for control planes: the PKI_FILES
-#             parameters, ENCRYPTION_CONFIG_B64, AUDIT_POLICY_B64, KUBE_VIP_B64]
+# The join token is asked for when the join runs, over SSH from the first control plane's
+# token issuer (token-issuer.sh): a token lives tokenTtl, and a join retried after that, or a
+# node added or replaced later, must not depend on one created earlier.
+# Parameters: KUBEADM_JOIN_CONFIG_B64 (its token is TOKEN_PLACEHOLDER) TOKEN_PLACEHOLDER
+#             TOKEN_ISSUER TOKEN_ISSUER_USER TOKEN_ISSUER_KEY_B64 TOKEN_ISSUER_KNOWN_HOSTS_B64
+#             [CONTROL_PLANE (0|1); for control planes: the PKI_FILES parameters,
+#             ENCRYPTION_CONFIG_B64, AUDIT_POLICY_B64, KUBE_VIP_B64]
 set -euo pipefail
 # shellcheck source=lib.sh
 declare -F fetch_verified >/dev/null || source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SCRIPT_NAME=kubeadm-join
 require_root
-require_params KUBEADM_JOIN_CONFIG_B64
+require_params KUBEADM_JOIN_CONFIG_B64 TOKEN_PLACEHOLDER TOKEN_ISSUER TOKEN_ISSUER_USER \
+  TOKEN_ISSUER_KEY_B64 TOKEN_ISSUER_KNOWN_HOSTS_B64
 CONTROL_PLANE=${CONTROL_PLANE:-0}
-config=/etc/kubernetes/sandboxed-k8s/kubeadm-join.yaml
+ISSUER_ATTEMPTS=${ISSUER_ATTEMPTS:-5}
+ISSUER_RETRY_SECONDS=${ISSUER_RETRY_SECONDS:-10}
+config=$K8S_DIR/sandboxed-k8s/kubeadm-join.yaml
 
+# fresh_token : a token the issuer created just now (a few attempts: it may be restarting).
+fresh_token() {
+  local attempt token
+  command -v ssh >/dev/null || die "ssh (openssh-client) is not installed; the join needs it"
+  (umask 077 && decode_param TOKEN_ISSUER_KEY_B64 >"$WORK/issuer-key")
+  decode_param TOKEN_ISSUER_KNOWN_HOSTS_B64 >"$WORK/known_hosts"
+  for ((attempt = 1; attempt <= ISSUER_ATTEMPTS; attempt++)); do
+    if token=$(ssh -F /dev/null -i "$WORK/issuer-key" -o IdentitiesOnly=yes -o BatchMode=yes \
+      -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$WORK/known_hosts" \
+      -o GlobalKnownHostsFile=/dev/null -o ConnectTimeout=20 \
+      "$TOKEN_ISSUER_USER@$TOKEN_ISSUER" </dev/null) &&
+      [[ $token =~ ^[a-z0-9]{6}\.[a-z0-9]{16}$ ]]; then
+      printf '%s' "$token"
+      return 0
+    fi
+    log "no token from the issuer on $TOKEN_ISSUER (attempt $attempt of $ISSUER_ATTEMPTS)"
+    ((attempt == ISSUER_ATTEMPTS)) || sleep "$ISSUER_RETRY_SECONDS"
+  done
+  die "the first control plane ($TOKEN_ISSUER) issued no join token; there, see:" \
+    "sudo /usr/local/sbin/sandboxed-k8s-join-token; journalctl -u ssh"
+}
+
+# join : kubeadm join with the rendered config and a token issued for this attempt.
+join() {
+  local template token
+  template=$(decode_param KUBEADM_JOIN_CONFIG_B64)
+  [[ $template == *"$TOKEN_PLACEHOLDER"* ]] || die "the join config has no token placeholder"
+  token=$(fresh_token)
+  (umask 077 && printf '%s\n' "${template//"$TOKEN_PLACEHOLDER"/"$token"}" >"$WORK/join.yaml")
+  kubeadm join --config "$WORK/join.yaml"
+}
+
+make_workdir
 if kubelet_joined; then
   log "node already joined"
 else
-  if [[ -f /etc/kubernetes/kubelet.conf || -e /etc/kubernetes/manifests/kube-apiserver.yaml ]]; then
+  if [[ -f $K8S_DIR/kubelet.conf || -e $K8S_DIR/manifests/kube-apiserver.yaml ]]; then
     log "found a half-finished join; resetting it"
     kubeadm reset --force
   fi
@@ -24,11 +65,11 @@ else
     install_pki
     install_apiserver_files
   fi
-  write_secret_file "$config" KUBEADM_JOIN_CONFIG_B64
-  kubeadm join --config "$config"
+  join
 fi
+# Kept for reference: the config as rendered (its token a placeholder, never a live token).
 write_secret_file "$config" KUBEADM_JOIN_CONFIG_B64
 if [[ $CONTROL_PLANE == 1 && -n ${KUBE_VIP_B64:-} ]]; then
-  decode_param KUBE_VIP_B64 | write_if_changed /etc/kubernetes/manifests/kube-vip.yaml 0600 || true
+  decode_param KUBE_VIP_B64 | write_if_changed "$K8S_DIR/manifests/kube-vip.yaml" 0600 || true
 fi
 log "node joined"

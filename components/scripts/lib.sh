@@ -4,6 +4,8 @@
 set -euo pipefail
 
 STATE_DIR=${STATE_DIR:-/var/lib/sandboxed-k8s}
+# kubeadm's directory (configs, PKI, static pods); another root only in tests.
+K8S_DIR=${K8S_DIR:-/etc/kubernetes}
 
 log() { printf '[%s] %s\n' "${SCRIPT_NAME:-node}" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -128,7 +130,7 @@ install_pki() {
   for entry in "${PKI_FILES[@]}"; do
     IFS=: read -r param file mode <<<"$entry"
     require_params "$param"
-    decode_param "$param" | write_if_changed "/etc/kubernetes/pki/$file" "$mode" || true
+    decode_param "$param" | write_if_changed "$K8S_DIR/pki/$file" "$mode" || true
   done
 }
 
@@ -169,15 +171,16 @@ check_handlers() {
 # flags in the kubeadm config point at; every control plane needs them before kubeadm runs.
 install_apiserver_files() {
   require_params ENCRYPTION_CONFIG_B64 AUDIT_POLICY_B64
-  write_secret_file /etc/kubernetes/encryption/config.yaml ENCRYPTION_CONFIG_B64
-  decode_param AUDIT_POLICY_B64 | write_if_changed /etc/kubernetes/audit/policy.yaml 0600 || true
-  mkdir -p /var/log/kubernetes/audit
-  chmod 0700 /var/log/kubernetes/audit
+  local audit_log=${AUDIT_LOG_DIR:-/var/log/kubernetes/audit}
+  write_secret_file "$K8S_DIR/encryption/config.yaml" ENCRYPTION_CONFIG_B64
+  decode_param AUDIT_POLICY_B64 | write_if_changed "$K8S_DIR/audit/policy.yaml" 0600 || true
+  mkdir -p "$audit_log"
+  chmod 0700 "$audit_log"
 }
 
 # kubelet_joined : the node has registered with a cluster and its kubelet runs.
 kubelet_joined() {
-  [[ -f /etc/kubernetes/kubelet.conf ]] && systemctl is-active --quiet kubelet
+  [[ -f $K8S_DIR/kubelet.conf ]] && systemctl is-active --quiet kubelet
 }
 
 # write_secret_file PATH PARAM : a root-only file from a base64 parameter.

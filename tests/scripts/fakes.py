@@ -1,0 +1,102 @@
+"""Fake node commands for the node-script tests: each records its calls in a state directory
+and answers from files there, so a test sets up a node's situation and reads what was done."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+
+from components.render.scripts import SCRIPTS_DIR
+
+# Every fake appends "<name> <args>" to $FAKE_STATE/calls.
+_RECORD = 'printf "%s\\n" "$(basename "$0") $*" >>"$FAKE_STATE/calls"\n'
+
+FAKES = {
+    "id": "#!/bin/sh\necho 0\n",  # the scripts require root; the tests need not be
+    # kubeadm: tokens are lines "<token> valid|expired" in $FAKE_STATE/tokens; a join needs a
+    # valid one and fails while $FAKE_STATE/fail-join exists.
+    "kubeadm": """#!/usr/bin/env bash
+set -euo pipefail
+""" + _RECORD + """s=$FAKE_STATE
+case "$1 ${2:-}" in
+  "token create")
+    n=$(($(cat "$s/counter" 2>/dev/null || echo 0) + 1))
+    echo "$n" >"$s/counter"
+    token=$(printf 'tok%03d.%016d' "$n" "$n")
+    echo "$token valid" >>"$s/tokens"
+    echo "$token" ;;
+  "join --config")
+    token=$(sed -n 's/^ *token: *//p' "$3")
+    grep -qxF "$token valid" "$s/tokens" 2>/dev/null || {
+      echo "fake kubeadm: token $token is invalid or has expired" >&2; exit 1; }
+    [[ ! -e $s/fail-join ]] || { echo "fake kubeadm: join failed" >&2; exit 1; }
+    echo "$token" >>"$s/joined-with"
+    mkdir -p "$K8S_DIR"
+    touch "$K8S_DIR/kubelet.conf" "$s/kubelet-active" ;;
+  "reset --force")
+    rm -f "$K8S_DIR/kubelet.conf" "$s/kubelet-active" ;;
+  *) echo "fake kubeadm: unexpected $*" >&2; exit 2 ;;
+esac
+""",
+    "systemctl": """#!/usr/bin/env bash
+set -euo pipefail
+""" + _RECORD + """case "$1" in
+  is-active) [[ -e $FAKE_STATE/${*: -1}-active ]] ;;
+  *) : ;;
+esac
+""",
+    # ssh: the forced command on the first control plane, run here: $FAKE_ISSUER. The key and
+    # known_hosts it was given are kept for the test to read.
+    "ssh": """#!/usr/bin/env bash
+set -euo pipefail
+""" + _RECORD + """if [[ -e $FAKE_STATE/ssh-down ]]; then
+  echo "ssh: connect: refused" >&2
+  exit 255
+fi
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+  case "${args[i]}" in
+    -i) cp "${args[i + 1]}" "$FAKE_STATE/ssh-key" ;;
+    UserKnownHostsFile=*) cp "${args[i]#*=}" "$FAKE_STATE/ssh-known-hosts" ;;
+  esac
+done
+exec bash "$FAKE_ISSUER"
+""",
+}
+
+
+class FakeNode:
+    """A bin directory of fakes, their state, and a K8S_DIR standing in for /etc/kubernetes."""
+
+    def __init__(self, root: Path) -> None:
+        self.bin = root / "bin"
+        self.state = root / "state"
+        self.k8s_dir = root / "etc-kubernetes"
+        for d in (self.bin, self.state, self.k8s_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        for name, text in FAKES.items():
+            self.add(name, text)
+
+    def add(self, name: str, text: str) -> None:
+        path = self.bin / name
+        path.write_text(text)
+        path.chmod(0o755)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {"PATH": f"{self.bin}:{os.environ['PATH']}", "FAKE_STATE": str(self.state),
+                "K8S_DIR": str(self.k8s_dir), "STATE_DIR": str(self.state / "lib"), **extra}
+
+    def calls(self, name: str | None = None) -> list[str]:
+        path = self.state / "calls"
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [c for c in lines if name is None or c.split(" ", 1)[0] == name]
+
+    def read(self, name: str) -> str:
+        path = self.state / name
+        return path.read_text() if path.exists() else ""
+
+    def run(self, script: str, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["bash", str(SCRIPTS_DIR / script)], env={**self.env(), **env},
+                              capture_output=True, text=True, timeout=120)
