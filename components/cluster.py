@@ -23,6 +23,7 @@ from components.join import JoinTokenSource, NodeJoin, NodeJoinArgs
 from components.node import NodeRuntime, NodeRuntimeArgs
 from components.pki import ClusterPki, ClusterPkiArgs
 from components.remote import node_connection
+from components.removal import NodeRemoval, NodeRemovalArgs
 from components.render.cloudinit import (
     NodeCloudInit,
     StaticNetwork,
@@ -32,6 +33,7 @@ from components.render.cloudinit import (
 )
 from components.sandbox import SandboxClasses, SandboxClassesArgs
 from components.spec import ClusterSpec, NodeSpec
+from components.spec.transitions import deployed_record
 from components.workloads import SampleWorkloads, SampleWorkloadsArgs
 
 
@@ -100,12 +102,18 @@ class SandboxedCluster(pulumi.ComponentResource):
             self.access.join_token_private_key)
 
         self.joins: dict[str, NodeJoin] = {}
+        self.removals: dict[str, NodeRemoval] = {}
         previous: pulumi.CustomResource = self.control_plane.init
+        previous_removal: list[pulumi.Resource] = []
         for node in other_control_planes:
             join = self._join(spec, node, connections, [previous])
             previous = join.join
+            removal = self._removal(spec, node, first, connections[first.name],
+                                    previous_removal)
+            previous_removal = [removal.step]
         for node in spec.worker_nodes:
             self._join(spec, node, connections, [])
+            self._removal(spec, node, first, connections[first.name], [])
 
         # pulumi-kubernetes decides once, when it is configured, whether the cluster is
         # reachable, and fails every object after an early "no": its kubeconfig therefore
@@ -142,6 +150,12 @@ class SandboxedCluster(pulumi.ComponentResource):
             opts=on_cluster)
 
         self.kubeconfig = self.pki.kubeconfig
+        # What the next `up` checks its changes against; it resolves (and the stack output is
+        # written) only once every node has joined.
+        record = deployed_record(spec)
+        self.deployed: pulumi.Output[dict[str, object]] = pulumi.Output.all(
+            self.control_plane.init.id, *(j.join.id for j in self.joins.values()),
+        ).apply(lambda _: record)
         self.register_outputs({
             "kubeconfig": self.kubeconfig,
             "endpoint": spec.control_plane_endpoint,
@@ -157,3 +171,13 @@ class SandboxedCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self))
         self.joins[node.name] = join
         return join
+
+    def _removal(self, spec: ClusterSpec, node: NodeSpec, first: NodeSpec,
+                 first_connection: remote.ConnectionArgs,
+                 extra: list[pulumi.Resource]) -> NodeRemoval:
+        removal = NodeRemoval(f"{node.name}-removal", NodeRemovalArgs(
+            spec, node, first, first_connection, self.hypervisor.domains[node.name].id,
+            after=[self.joins[node.name].join, *extra]),
+            opts=pulumi.ResourceOptions(parent=self))
+        self.removals[node.name] = removal
+        return removal

@@ -88,7 +88,7 @@ class ControlPlane(pulumi.ComponentResource):
         files: dict[str, pulumi.Input[str]] = {"KUBEADM_CONFIG": init_config,
                                                **args.pki.files(),
                                                **apiserver_files(args.pki)}
-        if spec.ha:
+        if spec.uses_vip:
             files["KUBE_VIP_BOOTSTRAP"] = kube_vip_manifest(
                 spec, "/etc/kubernetes/super-admin.conf")
             files["KUBE_VIP"] = kube_vip_manifest(spec, "/etc/kubernetes/admin.conf")

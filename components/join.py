@@ -65,7 +65,7 @@ class NodeJoin(pulumi.ComponentResource):
         if node.pool.is_control_plane:
             files.update(pki.files())
             files.update(apiserver_files(pki))
-            if spec.ha:
+            if spec.uses_vip:
                 files["KUBE_VIP"] = kube_vip_manifest(spec, "/etc/kubernetes/admin.conf")
         self.join = script_step(f"{node.name}-kubeadm-join", "kubeadm-join.sh", args.connection,
                                 params, files=files, parent=self, depends_on=args.after,

@@ -8,7 +8,7 @@ import base64
 import hashlib
 import json
 import runpy
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from pulumi.runtime.sync_await import _sync_await
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "sandboxed-k8s"
+ORGANIZATION = "organization"  # what a self-managed (file) backend calls every organization
 SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 SIG_KEY = "4dabf18193072939515e22adb298388d"
 
@@ -156,14 +157,16 @@ class Graph:
             yield child
             yield from Graph._descendants(child, children)
 
-    def critical_path(self, typ: str) -> int:
-        """The longest chain of `typ` resources each waiting for the previous one."""
+    def critical_path(self, typ: str,
+                      counted: Callable[[Registration], bool] = lambda r: True) -> int:
+        """The longest chain of `typ` resources (those `counted`) each waiting for the
+        previous one."""
         index = self.by_urn()
         depth: dict[str, int] = {}
 
         def visit(urn: str) -> int:
             if urn not in depth:
-                own = 1 if index[urn].type == typ else 0
+                own = 1 if index[urn].type == typ and counted(index[urn]) else 0
                 depth[urn] = own + max((visit(d) for d in self.waits_for(urn)), default=0)
             return depth[urn]
 
@@ -211,12 +214,26 @@ class RecordingMonitor(MockMonitor):
         return super().RegisterResourceOutputs(request)  # type: ignore[no-untyped-call]
 
 
+READ_STACK_OUTPUTS = "pulumi:pulumi:readStackOutputs"
+
+
 class FakeProviders(pulumi.runtime.Mocks):
+    """`deployed`: the stack output `deployed` a previous `up` left (None: a new stack)."""
+
+    def __init__(self, deployed: Mapping[str, Any] | None = None) -> None:
+        self.deployed = deployed
+        self.stack_reads: list[str] = []
+
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         return f"{args.name}-id", {**args.inputs, **fake_state(args.typ, args.name, args.inputs)}
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[Any, Any], None]:
-        return {}, None
+    def call(self, args: pulumi.runtime.MockCallArgs
+             ) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        if args.token == READ_STACK_OUTPUTS:  # the engine's answer: the stack's last outputs
+            self.stack_reads.append(args.args["name"])
+            outputs = {} if self.deployed is None else {"deployed": self.deployed}
+            return {"name": args.args["name"], "outputs": outputs, "secretOutputNames": []}, []
+        return {}, []
 
 
 def stack_config(stack: str) -> dict[str, Any]:
@@ -239,7 +256,7 @@ def run_program(config: Mapping[str, Any], stack: str = "test",
     runtime_config.set_all_config(engine_config(config), [])
     settings.set_root_resource(None)  # type: ignore[arg-type]
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False,
-                             monitor=RecordingMonitor(mocks, graph))
+                             monitor=RecordingMonitor(mocks, graph), organization=ORGANIZATION)
     settings.SETTINGS.rpc_manager.clear()
     settings.SETTINGS.outputs.clear()
     def program() -> None:

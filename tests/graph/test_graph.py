@@ -34,11 +34,11 @@ NETWORK = "libvirt:index/network:Network"
 
 EXPECTED_COUNTS = {
     "dev": {"libvirt:index/network:Network": 1, "libvirt:index/volume:Volume": 4,
-            "libvirt:index/cloudInitDisk:CloudInitDisk": 3, DOMAIN: 3, COMMAND: 23,
+            "libvirt:index/cloudInitDisk:CloudInitDisk": 3, DOMAIN: 3, COMMAND: 25,
             RUNTIME_CLASS: 1, POD: 1, "pulumi:providers:libvirt": 1, K8S_PROVIDER: 1,
             JOB: 1, NAMESPACE: 4, NETWORK_POLICY: 8},
     "ha": {"libvirt:index/network:Network": 1, "libvirt:index/volume:Volume": 7,
-           "libvirt:index/cloudInitDisk:CloudInitDisk": 6, DOMAIN: 6, COMMAND: 46,
+           "libvirt:index/cloudInitDisk:CloudInitDisk": 6, DOMAIN: 6, COMMAND: 51,
            RUNTIME_CLASS: 2, POD: 2, "pulumi:providers:libvirt": 1, K8S_PROVIDER: 1,
            JOB: 2, NAMESPACE: 4, NETWORK_POLICY: 8},
 }
@@ -130,12 +130,20 @@ def test_nat_network_answers_its_own_domain_locally(graph: Graph, stack: str) ->
     assert network["domain"] == f"{stack}-{network['name'].removeprefix(stack + '-')}.internal"
 
 
+def runs_on_create(step: Registration) -> bool:
+    """A node removal step runs nothing until it is deleted."""
+    return "create" in step.inputs
+
+
 def test_every_node_step_carries_its_domain_id(graph: Graph, stack: str) -> None:
     # Ordering alone (dependsOn) does not re-run a step when its VM is replaced; an input
     # that holds the Domain's id does: the engine replaces the step with the new id.
     domains = {d.name: d.urn for d in graph.of_type(DOMAIN)}
     for step in graph.of_type(COMMAND):
+        # "<node>-<step>", or "<first control plane>-remove-<node>" for what runs on the first
+        # control plane when <node> leaves: the leaving node's VM, not the first's.
         node = next(n for n in domains if step.name.startswith(f"{n}-"))
+        node = step.name.split("-remove-", 1)[1] if "-remove-" in step.name else node
         assert step.property_dependencies.get("triggers") == [domains[node]], step.name
         assert step.inputs["triggers"][0] == f"{node}-id"  # the mock's id for that Domain
 
@@ -240,8 +248,9 @@ def test_cluster_time_does_not_grow_with_workers(workers: int) -> None:
     pools = config["sandboxed-k8s:pools"]
     pools[1].pop("names")
     pools[1]["count"] = workers
-    chain = run_program(config, "dev").critical_path(COMMAND)
-    # wait, preflight, gVisor, containerd config, init, token, join: 7 steps, for any count.
+    chain = run_program(config, "dev").critical_path(COMMAND, runs_on_create)
+    # wait, preflight, gVisor, containerd config, init, token issuer, join: 7 steps, for any
+    # count.
     assert chain == 7
 
 
@@ -313,8 +322,9 @@ def test_every_child_has_a_component_parent(graph: Graph) -> None:
 def test_scripts_rerun_when_parameters_change(graph: Graph) -> None:
     # The command text is constant; the script and its parameters are on stdin, so any change
     # to either changes an input and re-runs the step.
-    creates = {r.inputs["create"] for r in graph.of_type(COMMAND)}
-    assert len(creates) == 1
+    runners = {r.inputs["create"] if runs_on_create(r) else r.inputs["delete"]
+               for r in graph.of_type(COMMAND)}
+    assert len(runners) == 1
     for r in graph.of_type(COMMAND):
         assert "set -euo pipefail" in r.inputs["stdin"]
 

@@ -64,6 +64,37 @@ for ((i = 0; i < ${#args[@]}; i++)); do
 done
 exec bash "$FAKE_ISSUER"
 """,
+    # kubectl with the admin kubeconfig: nodes are files "node-<name>" holding their Ready
+    # status; etcd (reached by exec into its pod) answers from "etcd-members" (`member list`)
+    # and "etcd-health" (`endpoint health --cluster`).
+    "kubectl": """#!/usr/bin/env bash
+set -euo pipefail
+""" + _RECORD + """s=$FAKE_STATE
+case "$*" in
+  "get --raw=/readyz") [[ ! -e $s/api-down ]] ;;
+  "get node "*" -o name --ignore-not-found") [[ ! -e $s/node-$3 ]] || echo "node/$3" ;;
+  "get node "*" -o jsonpath="*) cat "$s/node-$3" ;;
+  "cordon "*) [[ -e $s/node-$2 ]] ;;
+  "drain "*)
+    if [[ -e $s/drain-fails ]]; then
+      echo "error: cannot evict pod: it would violate the pod's disruption budget" >&2
+      exit 1
+    fi ;;
+  "delete node "*) rm -f "$s/node-$3" ;;
+  "-n kube-system exec "*)
+    case "$*" in
+      *" member list") cat "$s/etcd-members" ;;
+      *" endpoint health --cluster")
+        cat "$s/etcd-health"
+        ! grep -q unhealthy "$s/etcd-health" ;;
+      *" member remove "*)
+        grep -v "^${*: -1}, " "$s/etcd-members" >"$s/etcd-members.new" || true
+        mv "$s/etcd-members.new" "$s/etcd-members" ;;
+      *) echo "fake etcdctl: unexpected $*" >&2; exit 2 ;;
+    esac ;;
+  *) echo "fake kubectl: unexpected $*" >&2; exit 2 ;;
+esac
+""",
 }
 
 

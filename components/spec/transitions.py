@@ -1,0 +1,97 @@
+"""What one `pulumi up` may change about a running cluster.
+
+The config alone cannot tell a safe change from an unsafe one: three control planes going to
+one is a new cluster's choice but a running cluster's quorum loss. Every successful `up` records
+what it deployed in the stack output `deployed` (see `deployed_record`); the next `up` reads it
+back (components/config.py) and these rules compare it with the new spec.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from components.spec.collector import DNS_LABEL_RE, Collector
+from components.spec.model import ClusterSpec, PoolSpec
+
+DEPLOYED_OUTPUT = "deployed"
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """What the previous successful `up` deployed."""
+
+    control_planes: tuple[str, ...]  # in join order: the first ran kubeadm init
+    endpoint: str  # host:port every kubelet and kubeconfig reaches the API server at
+
+
+def deployed_record(spec: ClusterSpec) -> dict[str, Any]:
+    """The stack output `deployed` (strings only: numbers come back as floats)."""
+    return {"controlPlanes": [n.name for n in spec.control_plane_nodes],
+            "controlPlaneEndpoint": spec.control_plane_endpoint}
+
+
+def read_deployed(c: Collector, raw: Any) -> Deployed | None:
+    """The previous `up`'s record; None for a stack never deployed by this program."""
+    if raw is None:
+        return None
+    path = f"(stack output {DEPLOYED_OUTPUT})"
+    record = raw if isinstance(raw, Mapping) else {}
+    names, endpoint = record.get("controlPlanes"), record.get("controlPlaneEndpoint")
+    if not isinstance(names, list) or not names or not all(
+            isinstance(n, str) and DNS_LABEL_RE.match(n) for n in names) or not isinstance(
+            endpoint, str):
+        c.error(path, f"{raw!r} is not a record this program wrote; without it no change to a "
+                      "running cluster can be checked. Restore it from the stack's history "
+                      "(`pulumi stack history`, `pulumi stack export`)")
+        return None
+    return Deployed(tuple(names), endpoint)
+
+
+def check_control_planes(c: Collector, pool: PoolSpec, previous: Deployed | None) -> None:
+    """etcd keeps quorum through every change: odd counts, at most one removal per `up`, and
+    the first control plane (init ran there; joins and removals run from it) stays."""
+    path = f"pools[{pool.name}].count"
+    count, names = pool.count, pool.node_names
+    even = count % 2 == 0
+    if previous is None:
+        if even:
+            c.error(path, f"{count} control planes cannot keep etcd quorum; use 1, or 3/5/7 "
+                          "for HA")
+        return
+    before = previous.control_planes
+    if names and names[0] != before[0]:
+        c.error(f"pools[{pool.name}]", f"the first control plane is {before[0]} (kubeadm init "
+                                       "ran there; joins and removals run from it): it cannot "
+                                       "be removed or renamed, and must stay the pool's first")
+    removed = [n for n in before if n not in names]
+    if len(removed) > 1:
+        c.error(path, f"{len(before)} -> {count} would remove {len(removed)} control planes "
+                      f"({', '.join(removed)}) in one `pulumi up`; remove one per `pulumi up` "
+                      f"({len(before)} -> {len(before) - 1}, and so on): each leaves etcd "
+                      "before its VM goes, and the members that stay must keep quorum")
+    elif even and not (len(removed) == 1 and count == len(before) - 1) and names != before:
+        c.error(path, f"{count} control planes tolerate no more failures than {count - 1} and "
+                      f"a join that fails half-way loses etcd quorum; use an odd count (1, 3, "
+                      f"5). An even count is accepted only on the way down, one removal per "
+                      f"`pulumi up` (3 -> 2 -> 1)")
+
+
+def check_endpoint(c: Collector, spec: ClusterSpec, previous: Deployed | None) -> None:
+    """Every kubelet and kubeconfig of a running cluster holds its endpoint."""
+    if previous is not None and spec.control_plane_endpoint != previous.endpoint:
+        c.error("network.controlPlaneVip", f"the API server's endpoint would change from "
+                                           f"{previous.endpoint} to "
+                                           f"{spec.control_plane_endpoint}: every node and "
+                                           "kubeconfig of the running cluster uses it; keep "
+                                           "network.cidr, network.controlPlaneVip and the "
+                                           "first control plane as they are")
+
+
+def transition_warnings(spec: ClusterSpec, previous: Deployed | None) -> list[str]:
+    count = spec.control_plane_pool.count
+    if previous is not None and count % 2 == 0:
+        return [f"{count} control planes tolerate no more failures than {count - 1}: go on "
+                f"to {count - 1}, or back to {count + 1}"]
+    return []
