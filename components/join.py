@@ -60,7 +60,8 @@ class NodeJoin(pulumi.ComponentResource):
                                                spec.kubernetes.control_plane_timeout))
         files: dict[str, pulumi.Input[str]] = {"KUBEADM_JOIN_CONFIG": join_config,
                                                **args.token_source.files()}
-        params = {"CONTROL_PLANE": "1" if node.pool.is_control_plane else "0",
+        params = {"NODE_NAME": node.name,
+                  "CONTROL_PLANE": "1" if node.pool.is_control_plane else "0",
                   **args.token_source.params()}
         if node.pool.is_control_plane:
             files.update(pki.files())

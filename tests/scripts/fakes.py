@@ -34,9 +34,20 @@ case "$1 ${2:-}" in
     [[ ! -e $s/fail-join ]] || { echo "fake kubeadm: join failed" >&2; exit 1; }
     echo "$token" >>"$s/joined-with"
     mkdir -p "$K8S_DIR"
-    touch "$K8S_DIR/kubelet.conf" "$s/kubelet-active" ;;
+    touch "$K8S_DIR/kubelet.conf" "$s/kubelet-active"
+    # A control plane's join starts its etcd member and API server, unless the test breaks it.
+    if grep -q '^controlPlane:' "$3" && [[ ! -e $s/join-leaves-etcd-down ]]; then
+      touch "$s/etcd-running"
+      echo "True" >"$s/apiserver-ready"
+      echo "a1b2c3d4e5f60718, started, $NODE_NAME, https://$FAKE_NODE_IP:2380," \
+        "https://$FAKE_NODE_IP:2379, false" >>"$s/etcd-members"
+    fi ;;
   "reset --force")
-    rm -f "$K8S_DIR/kubelet.conf" "$s/kubelet-active" ;;
+    rm -f "$K8S_DIR/kubelet.conf" "$s/kubelet-active" "$s/etcd-running" "$s/apiserver-ready"
+    if [[ -e $s/etcd-members ]]; then
+      grep -v ", $NODE_NAME, " "$s/etcd-members" >"$s/etcd-members.new" || true
+      mv "$s/etcd-members.new" "$s/etcd-members"
+    fi ;;
   *) echo "fake kubeadm: unexpected $*" >&2; exit 2 ;;
 esac
 """,
@@ -81,6 +92,8 @@ case "$*" in
       exit 1
     fi ;;
   "delete node "*) rm -f "$s/node-$3" ;;
+  "-n kube-system get pod kube-apiserver-"*)
+    if [[ -e $s/apiserver-never-ready ]]; then echo False; else cat "$s/apiserver-ready"; fi ;;
   "-n kube-system exec "*)
     case "$*" in
       *" member list") cat "$s/etcd-members" ;;
@@ -93,6 +106,18 @@ case "$*" in
       *) echo "fake etcdctl: unexpected $*" >&2; exit 2 ;;
     esac ;;
   *) echo "fake kubectl: unexpected $*" >&2; exit 2 ;;
+esac
+""",
+    # crictl on a control plane: the etcd container runs while "etcd-running" exists; etcdctl
+    # in it reads "etcd-members", and the local member is healthy unless "etcd-unhealthy".
+    "crictl": """#!/usr/bin/env bash
+set -euo pipefail
+""" + _RECORD + """s=$FAKE_STATE
+case "$*" in
+  "ps --name ^etcd\\$ --state running -q") [[ ! -e $s/etcd-running ]] || echo 0123456789ab ;;
+  "exec 0123456789ab etcdctl "*" member list") cat "$s/etcd-members" ;;
+  "exec 0123456789ab etcdctl "*" endpoint health") [[ ! -e $s/etcd-unhealthy ]] ;;
+  *) echo "fake crictl: unexpected $*" >&2; exit 2 ;;
 esac
 """,
 }
