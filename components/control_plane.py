@@ -19,7 +19,7 @@ from components.render.kubeadm import (
     render_init_config,
     render_kube_vip_manifest,
 )
-from components.render.scripts import render_invocation
+from components.render.scripts import b64, render_invocation
 from components.spec import KUBE_VIP_REPOSITORY, ClusterSpec, NodeSpec
 
 NODE_INTERFACE = "eth0"  # named by our cloud-init network-config
@@ -70,8 +70,10 @@ class ControlPlaneArgs:
     machine_id: pulumi.Input[str]  # the node VM's id: a replaced VM runs init again
     node_ready: Sequence[pulumi.Resource]
     pki: ClusterPki
-    # The public half of the key joining nodes use to ask for a join token.
+    # The public halves of the keys joining nodes use to ask for a join token, and upgrading
+    # workers to have themselves drained and uncordoned.
     join_token_public_key: pulumi.Input[str]
+    maintenance_public_key: pulumi.Input[str]
 
 
 class ControlPlane(pulumi.ComponentResource):
@@ -107,5 +109,17 @@ class ControlPlane(pulumi.ComponentResource):
                 str.strip),
              "ADMIN_USER": spec.admin_user, "ALLOWED_FROM": str(spec.network.cidr)},
             files={"ISSUER": issuer}, machine_id=args.machine_id, parent=self,
+            depends_on=[self.init])
+        # Workers hold no admin credentials: their upgrade step has this helper drain and
+        # uncordon them (the node it acts on is the caller's address; no other).
+        nodes = "".join(f"{n.ip} {n.name}\n" for n in spec.worker_nodes)
+        helper = render_invocation("node-maintenance.sh", {
+            "NODES_B64": b64(nodes), "DRAIN_TIMEOUT": spec.kubernetes.drain_timeout})
+        self.maintenance_helper = script_step(
+            f"{node.name}-maintenance-helper", "maintenance-helper.sh", args.connection,
+            {"HELPER_PUBLIC_KEY": pulumi.Output.from_input(args.maintenance_public_key).apply(
+                str.strip),
+             "ADMIN_USER": spec.admin_user, "ALLOWED_FROM": str(spec.network.cidr)},
+            files={"HELPER": helper}, machine_id=args.machine_id, parent=self,
             depends_on=[self.init])
         self.register_outputs({"endpoint": spec.control_plane_endpoint})

@@ -23,8 +23,13 @@ def ha_config(control_planes: int) -> dict[str, Any]:
     return config
 
 
-def deployed(*names: str, endpoint: str = HA_ENDPOINT) -> dict[str, Any]:
-    return {"controlPlanes": list(names), "controlPlaneEndpoint": endpoint}
+WORKERS = ("gvisor-1", "gvisor-2", "kata-1")
+
+
+def deployed(*names: str, endpoint: str = HA_ENDPOINT, version: str = "1.34.2",
+             workers: tuple[str, ...] = WORKERS) -> dict[str, Any]:
+    return {"controlPlanes": list(names), "controlPlaneEndpoint": endpoint,
+            "kubernetesVersion": version, "nodes": [*names, *workers]}
 
 
 def problems(config: dict[str, Any], record: Any) -> str:
@@ -91,3 +96,34 @@ def test_the_endpoint_stays() -> None:
 def test_an_unreadable_record_is_refused() -> None:
     message = problems(ha_config(3), {"controlPlanes": 3})
     assert "(stack output deployed)" in message and "not a record this program wrote" in message
+
+
+def with_version(version: str, control_planes: int = 3) -> dict[str, Any]:
+    config = ha_config(control_planes)
+    config["kubernetes"]["version"] = version
+    return config
+
+
+@pytest.mark.parametrize("version", ["1.34.3", "1.35.0"])
+def test_kubernetes_goes_up_one_minor_version_at_a_time(version: str) -> None:
+    spec = load(with_version(version), "ha", deployed(*CP))
+    assert deployed_record(spec)["kubernetesVersion"] == version
+
+
+@pytest.mark.parametrize(("version", "fragment"), [
+    ("1.36.0", "1.34.2 -> 1.36.0 skips a minor version: kubeadm upgrades one at a time; go to "
+               "the latest 1.35.x first"),
+    ("2.35.0", "skips a minor version"),
+    ("1.34.1", "1.34.2 -> 1.34.1 is a downgrade, which kubeadm cannot do"),
+    ("1.33.9", "is a downgrade"),
+])
+def test_a_skip_or_a_downgrade_is_refused(version: str, fragment: str) -> None:
+    message = problems(with_version(version), deployed(*CP))
+    assert f"kubernetes.version: 1.34.2 -> {version} " in message and fragment in message
+
+
+def test_nodes_are_not_added_during_an_upgrade() -> None:
+    message = problems(with_version("1.35.0"), deployed(*CP, workers=("gvisor-1", "gvisor-2")))
+    assert "1.34.2 -> 1.35.0 while adding kata-1: upgrade and add nodes in separate" in message
+    # Without a version change, adding is what it always was.
+    load(ha_config(3), "ha", deployed(*CP, workers=("gvisor-1", "gvisor-2")))

@@ -13,24 +13,13 @@ SCRIPT_NAME=token-issuer
 require_root
 require_params ISSUER_B64 ISSUER_PUBLIC_KEY ADMIN_USER ALLOWED_FROM
 ISSUER_PATH=${ISSUER_PATH:-/usr/local/sbin/sandboxed-k8s-join-token}
-marker=sandboxed-k8s-join-token
+keys=$(authorized_keys_of "$ADMIN_USER")
+
 [[ $ISSUER_PUBLIC_KEY =~ ^ssh-ed25519\ [A-Za-z0-9+/=]+$ ]] ||
   die "ISSUER_PUBLIC_KEY is not one ssh-ed25519 public key"
-if [[ -z ${AUTHORIZED_KEYS:-} ]]; then
-  home=$(getent passwd "$ADMIN_USER" | cut -d: -f6) || die "no user $ADMIN_USER"
-  AUTHORIZED_KEYS=$home/.ssh/authorized_keys
-fi
-[[ -f $AUTHORIZED_KEYS ]] || die "$AUTHORIZED_KEYS is missing (cloud-init writes it)"
-
 decode_param ISSUER_B64 | write_if_changed "$ISSUER_PATH" 0700 || true
-# Our line is replaced, every other key kept; the file keeps its owner.
-make_workdir
-grep -vF " $marker" "$AUTHORIZED_KEYS" >"$WORK/keys" || true
-printf 'restrict,from="%s",command="sudo -n %s" %s %s\n' "$ALLOWED_FROM" "$ISSUER_PATH" \
-  "$ISSUER_PUBLIC_KEY" "$marker" >>"$WORK/keys"
-if install_if_changed "$WORK/keys" "$AUTHORIZED_KEYS" 0600; then
-  chown --reference="$(dirname "$AUTHORIZED_KEYS")" "$AUTHORIZED_KEYS"
-fi
+authorize_forced_command "$keys" sandboxed-k8s-join-token \
+  "restrict,from=\"$ALLOWED_FROM\",command=\"sudo -n $ISSUER_PATH\"" "$ISSUER_PUBLIC_KEY"
 # Fail here, once, rather than in every join: the issuer must be able to create a token.
 "$ISSUER_PATH" >/dev/null || die "the join-token issuer failed; see the messages above"
 log "join-token issuer ready"

@@ -24,7 +24,7 @@ from components.spec.tenants import read_tenants
 from components.spec.transitions import (
     Deployed,
     check_control_planes,
-    check_endpoint,
+    check_running_cluster,
     read_deployed,
 )
 
@@ -96,7 +96,7 @@ def load(raw: Mapping[str, Any], stack: str, deployed: Any = None) -> ClusterSpe
         tenants=tuple(tenants),
         mirrors=mirrors,
     )
-    check_endpoint(c, spec, previous)
+    check_running_cluster(c, spec, previous)
     if c.problems:
         raise ConfigError(c.problems)
     if mirrors.offline and (online := internet_fetches(spec)):

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from components.spec.collector import DNS_LABEL_RE, Collector
+from components.spec.collector import DNS_LABEL_RE, VERSION_RE, Collector
 from components.spec.model import ClusterSpec, PoolSpec
 
 DEPLOYED_OUTPUT = "deployed"
@@ -24,12 +24,21 @@ class Deployed:
 
     control_planes: tuple[str, ...]  # in join order: the first ran kubeadm init
     endpoint: str  # host:port every kubelet and kubeconfig reaches the API server at
+    kubernetes_version: str
+    nodes: tuple[str, ...]
 
 
 def deployed_record(spec: ClusterSpec) -> dict[str, Any]:
     """The stack output `deployed` (strings only: numbers come back as floats)."""
     return {"controlPlanes": [n.name for n in spec.control_plane_nodes],
-            "controlPlaneEndpoint": spec.control_plane_endpoint}
+            "controlPlaneEndpoint": spec.control_plane_endpoint,
+            "kubernetesVersion": spec.kubernetes.version,
+            "nodes": [n.name for n in spec.nodes]}
+
+
+def _names(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(n, str) and DNS_LABEL_RE.match(n) for n in value)
 
 
 def read_deployed(c: Collector, raw: Any) -> Deployed | None:
@@ -39,14 +48,15 @@ def read_deployed(c: Collector, raw: Any) -> Deployed | None:
     path = f"(stack output {DEPLOYED_OUTPUT})"
     record = raw if isinstance(raw, Mapping) else {}
     names, endpoint = record.get("controlPlanes"), record.get("controlPlaneEndpoint")
-    if not isinstance(names, list) or not names or not all(
-            isinstance(n, str) and DNS_LABEL_RE.match(n) for n in names) or not isinstance(
-            endpoint, str):
+    version, nodes = record.get("kubernetesVersion"), record.get("nodes")
+    if not (_names(names) and _names(nodes) and isinstance(endpoint, str)
+            and isinstance(version, str) and VERSION_RE.match(version)):
         c.error(path, f"{raw!r} is not a record this program wrote; without it no change to a "
                       "running cluster can be checked. Restore it from the stack's history "
                       "(`pulumi stack history`, `pulumi stack export`)")
         return None
-    return Deployed(tuple(names), endpoint)
+    assert isinstance(names, list) and isinstance(nodes, list) and isinstance(version, str)
+    return Deployed(tuple(names), str(endpoint), version, tuple(nodes))
 
 
 def check_control_planes(c: Collector, pool: PoolSpec, previous: Deployed | None) -> None:
@@ -78,9 +88,42 @@ def check_control_planes(c: Collector, pool: PoolSpec, previous: Deployed | None
                       f"`pulumi up` (3 -> 2 -> 1)")
 
 
-def check_endpoint(c: Collector, spec: ClusterSpec, previous: Deployed | None) -> None:
+def check_running_cluster(c: Collector, spec: ClusterSpec, previous: Deployed | None) -> None:
+    """What the running cluster holds: its endpoint; Kubernetes goes up one minor at a time."""
+    if previous is None:
+        return
+    _check_endpoint(c, spec, previous)
+    _check_kubernetes_version(c, spec, previous)
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
+
+
+def _check_kubernetes_version(c: Collector, spec: ClusterSpec, previous: Deployed) -> None:
+    """kubeadm upgrades one minor version at a time and never downgrades; nodes that join
+    while the control plane still runs the old version would run a kubelet newer than it."""
+    path = "kubernetes.version"
+    before, after = previous.kubernetes_version, spec.kubernetes.version
+    old, new = _version(before), _version(after)
+    if new == old:
+        return
+    if new < old:
+        c.error(path, f"{before} -> {after} is a downgrade, which kubeadm cannot do; keep "
+                      f"{before} (or a newer version)")
+    elif new[0] != old[0] or new[1] > old[1] + 1:
+        c.error(path, f"{before} -> {after} skips a minor version: kubeadm upgrades one at a "
+                      f"time; go to the latest {old[0]}.{old[1] + 1}.x first")
+    added = [n.name for n in spec.nodes if n.name not in previous.nodes]
+    if added:
+        c.error(path, f"{before} -> {after} while adding {', '.join(added)}: upgrade and add "
+                      "nodes in separate `pulumi up`s (a node joining an old control plane "
+                      "with a newer kubelet breaks the version skew rules)")
+
+
+def _check_endpoint(c: Collector, spec: ClusterSpec, previous: Deployed) -> None:
     """Every kubelet and kubeconfig of a running cluster holds its endpoint."""
-    if previous is not None and spec.control_plane_endpoint != previous.endpoint:
+    if spec.control_plane_endpoint != previous.endpoint:
         c.error("network.controlPlaneVip", f"the API server's endpoint would change from "
                                            f"{previous.endpoint} to "
                                            f"{spec.control_plane_endpoint}: every node and "

@@ -71,9 +71,7 @@ def test_the_program_reads_its_own_last_outputs_and_records_what_it_deployed() -
     mocks = FakeProviders()
     graph = run_program(stack_config("ha"), "ha", mocks=mocks)
     assert mocks.stack_reads == ["organization/sandboxed-k8s/ha"]
-    assert graph.stack_outputs["deployed"] == ({
-        "controlPlanes": ["control-plane-1", "control-plane-2", "control-plane-3"],
-        "controlPlaneEndpoint": "10.18.0.5:6443"}, False)
+    assert graph.stack_outputs["deployed"] == (HA_DEPLOYED, False)
 
 
 def ha_with_control_planes(count: int) -> dict[str, Any]:
@@ -83,7 +81,8 @@ def ha_with_control_planes(count: int) -> dict[str, Any]:
 
 
 HA_DEPLOYED = {"controlPlanes": ["control-plane-1", "control-plane-2", "control-plane-3"],
-               "controlPlaneEndpoint": "10.18.0.5:6443"}
+               "controlPlaneEndpoint": "10.18.0.5:6443", "kubernetesVersion": "1.34.2",
+               "nodes": [*NODES["ha"]]}
 
 
 def test_three_control_planes_to_one_is_refused_before_any_resource() -> None:

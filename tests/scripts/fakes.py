@@ -42,6 +42,13 @@ case "$1 ${2:-}" in
       echo "a1b2c3d4e5f60718, started, $NODE_NAME, https://$FAKE_NODE_IP:2380," \
         "https://$FAKE_NODE_IP:2379, false" >>"$s/etcd-members"
     fi ;;
+  "upgrade apply")
+    sed -i "s|kube-apiserver:v.*|kube-apiserver:$3|" "$K8S_DIR/manifests/kube-apiserver.yaml" ;;
+  "upgrade node")
+    if [[ -e $K8S_DIR/manifests/kube-apiserver.yaml ]]; then
+      sed -i "s|kube-apiserver:v.*|kube-apiserver:$(cat "$s/cluster-version")|" \
+        "$K8S_DIR/manifests/kube-apiserver.yaml"
+    fi ;;
   "reset --force")
     rm -f "$K8S_DIR/kubelet.conf" "$s/kubelet-active" "$s/etcd-running" "$s/apiserver-ready"
     if [[ -e $s/etcd-members ]]; then
@@ -73,6 +80,8 @@ for ((i = 0; i < ${#args[@]}; i++)); do
     UserKnownHostsFile=*) cp "${args[i]#*=}" "$FAKE_STATE/ssh-known-hosts" ;;
   esac
 done
+# The maintenance key's forced command gets the caller's address and its request.
+[[ -z ${FAKE_HELPER:-} ]] || exec bash "$FAKE_HELPER" "$FAKE_CLIENT" "${@: -1}"
 exec bash "$FAKE_ISSUER"
 """,
     # kubectl with the admin kubeconfig: nodes are files "node-<name>" holding their Ready
@@ -81,8 +90,14 @@ exec bash "$FAKE_ISSUER"
     "kubectl": """#!/usr/bin/env bash
 set -euo pipefail
 """ + _RECORD + """s=$FAKE_STATE
+[[ ${1:-} != --kubeconfig ]] || shift 2  # which credentials: the tests read the calls
 case "$*" in
   "get --raw=/readyz") [[ ! -e $s/api-down ]] ;;
+  "get --raw /version") printf '{"gitVersion": "%s"}\n' "$(cat "$s/server-version")" ;;
+  "uncordon "*)
+    if [[ -e $s/uncordon-fails ]]; then rm "$s/uncordon-fails"; exit 1; fi ;;
+  "-n kube-system create configmap kubeadm-config "*) echo "kind: ConfigMap" ;;
+  "replace -f -") cat >"$s/replaced" ;;
   "get node "*" -o name --ignore-not-found") [[ ! -e $s/node-$3 ]] || echo "node/$3" ;;
   "get node "*" -o jsonpath="*) cat "$s/node-$3" ;;
   "cordon "*) [[ -e $s/node-$2 ]] ;;
