@@ -90,12 +90,14 @@ class ControlPlane(pulumi.ComponentResource):
         files: dict[str, pulumi.Input[str]] = {"KUBEADM_CONFIG": init_config,
                                                **args.pki.files(),
                                                **apiserver_files(args.pki)}
+        params: dict[str, str] = {}
         if spec.uses_vip:
             files["KUBE_VIP_BOOTSTRAP"] = kube_vip_manifest(
                 spec, "/etc/kubernetes/super-admin.conf")
             files["KUBE_VIP"] = kube_vip_manifest(spec, "/etc/kubernetes/admin.conf")
+            params["CLUSTER_ENDPOINT"] = spec.control_plane_endpoint
         self.init = script_step(f"{node.name}-kubeadm-init", "kubeadm-init.sh", args.connection,
-                                {}, files=files, parent=self, depends_on=args.node_ready,
+                                params, files=files, parent=self, depends_on=args.node_ready,
                                 machine_id=args.machine_id, sensitive=True)
         # Joins ask this issuer for a fresh token when they run, instead of all sharing one
         # created ahead of time: a token lives tokenTtl, and nothing tells the engine to create

@@ -351,13 +351,15 @@ def test_ha_uses_a_virtual_ip_endpoint(graph: Graph, stack: str) -> None:
     if stack == "ha":
         assert cluster["controlPlaneEndpoint"] == "10.18.0.5:6443"
         assert vip_manifest
+        # A replaced first control plane finds the cluster at the VIP and does not init.
+        assert script_params(init)["CLUSTER_ENDPOINT"] == "10.18.0.5:6443"
         for node in ("control-plane-2", "control-plane-3"):
             join = shipped_yaml(command(graph, f"{node}-kubeadm-join"),
                                 "KUBEADM_JOIN_CONFIG_B64")[0]
             assert "controlPlane" in join
     else:
         assert cluster["controlPlaneEndpoint"] == "10.17.0.10:6443"
-        assert vip_manifest is None
+        assert vip_manifest is None and "CLUSTER_ENDPOINT" not in script_params(init)
 
 
 def test_join_discovery_is_pinned_to_the_ca(graph: Graph, stack: str) -> None:

@@ -42,6 +42,9 @@ case "$1 ${2:-}" in
       echo "a1b2c3d4e5f60718, started, $NODE_NAME, https://$FAKE_NODE_IP:2380," \
         "https://$FAKE_NODE_IP:2379, false" >>"$s/etcd-members"
     fi ;;
+  "init --config")
+    mkdir -p "$K8S_DIR/manifests"
+    touch "$K8S_DIR/admin.conf" "$K8S_DIR/kubelet.conf" "$K8S_DIR/manifests/kube-apiserver.yaml" ;;
   "upgrade apply")
     sed -i "s|kube-apiserver:v.*|kube-apiserver:$3|" "$K8S_DIR/manifests/kube-apiserver.yaml" ;;
   "upgrade node")
