@@ -155,7 +155,8 @@ class SandboxedCluster(pulumi.ComponentResource):
 
         self.kubeconfig = self.pki.kubeconfig
         # What the next `up` checks its changes against; it resolves (and the stack output is
-        # written) only once every node has joined.
+        # written) only once every node has joined and passed its upgrade step, so an `up`
+        # that fails half-way leaves the previous record.
         record = deployed_record(spec)
         self.deployed: pulumi.Output[dict[str, object]] = pulumi.Output.all(
             self.control_plane.init.id, *(j.join.id for j in self.joins.values()),

@@ -13,7 +13,12 @@ from pulumi.runtime import invoke
 from components.spec import PROJECT, ClusterSpec, ConfigError, load
 from components.spec.artifacts import partial_mirror_warning
 from components.spec.collector import Collector
-from components.spec.transitions import DEPLOYED_OUTPUT, read_deployed, transition_warnings
+from components.spec.transitions import (
+    DEPLOYED_OUTPUT,
+    UNRECORDED_NODES,
+    read_deployed,
+    transition_warnings,
+)
 
 # The engine's built-in function behind StackReference: a stack's outputs from its last update.
 READ_STACK_OUTPUTS = "pulumi:pulumi:readStackOutputs"
@@ -36,7 +41,8 @@ def _parse(value: str | None) -> Any:
 
 
 def previous_deployment() -> Any:
-    """This stack's own output `deployed` as its last update left it (None before the first).
+    """This stack's own output `deployed` as its last update left it (None before the first;
+    the names of its nodes for a stack deployed before the program kept that record).
 
     Read synchronously, before anything is declared, so a change the record forbids is refused
     with the config errors. The self-managed (file) backend and Pulumi Cloud both name a stack
@@ -51,6 +57,9 @@ def previous_deployment() -> Any:
             errors.append(f"{name}: {error}")
             continue
         outputs = (result.value or {}).get("outputs") or {}
+        nodes = outputs.get("nodes")
+        if DEPLOYED_OUTPUT not in outputs and isinstance(nodes, dict) and nodes:
+            return {UNRECORDED_NODES: sorted(nodes)}  # deployed before the record existed
         return outputs.get(DEPLOYED_OUTPUT)
     raise ConfigError([f"(stack output {DEPLOYED_OUTPUT}): cannot read what the last `pulumi up` "
                        f"of this stack deployed ({'; '.join(errors)}); it is needed to refuse "

@@ -10,7 +10,13 @@ import pytest
 
 from components.spec import ConfigError, load
 from components.spec.collector import Collector
-from components.spec.transitions import deployed_record, read_deployed, transition_warnings
+from components.spec.transitions import (
+    UNRECORDED_NODES,
+    Deployed,
+    deployed_record,
+    read_deployed,
+    transition_warnings,
+)
 from tests.graph.harness import stack_config
 
 CP = ("control-plane-1", "control-plane-2", "control-plane-3")
@@ -43,7 +49,7 @@ def test_the_record_is_what_the_next_up_reads_back() -> None:
     record = deployed_record(spec)
     assert record == deployed(*CP)
     previous = read_deployed(Collector(), record)
-    assert previous is not None and previous.control_planes == CP
+    assert isinstance(previous, Deployed) and previous.control_planes == CP
 
 
 def test_three_to_one_in_one_up_is_refused_saying_how() -> None:
@@ -127,3 +133,11 @@ def test_nodes_are_not_added_during_an_upgrade() -> None:
     assert "1.34.2 -> 1.35.0 while adding kata-1: upgrade and add nodes in separate" in message
     # Without a version change, adding is what it always was.
     load(ha_config(3), "ha", deployed(*CP, workers=("gvisor-1", "gvisor-2")))
+
+
+def test_a_stack_deployed_before_the_record_removes_no_node_until_recorded() -> None:
+    earlier = {UNRECORDED_NODES: [*CP, *WORKERS]}
+    message = problems(ha_config(1), earlier)
+    assert "pools: this stack was deployed by an earlier version of the program" in message
+    assert "with control-plane-2, control-plane-3 still in place" in message
+    load(ha_config(3), "ha", earlier)  # unchanged: this `up` records it

@@ -71,7 +71,8 @@ def load(raw: Mapping[str, Any], stack: str, deployed: Any = None) -> ClusterSpe
     if tenants and not any(p.runtimes for p in pools):
         c.error("tenants", "tenant pods must run sandboxed, but no pool runs gvisor or kata")
 
-    control_plane = _check_pools(c, pools, previous)
+    control_plane = _check_pools(c, pools,
+                                 previous if isinstance(previous, Deployed) else None)
     network = with_vip(c, network, raw_vip, control_plane)
     nodes = assign_nodes(c, network, pools, stack)
 

@@ -16,6 +16,9 @@ from components.spec.collector import DNS_LABEL_RE, VERSION_RE, Collector
 from components.spec.model import ClusterSpec, PoolSpec
 
 DEPLOYED_OUTPUT = "deployed"
+# A stack deployed by an earlier version of the program has its nodes (stack output `nodes`)
+# but no record: components/config.py passes them under this key.
+UNRECORDED_NODES = "unrecordedNodes"
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,13 @@ class Deployed:
     control_planes: tuple[str, ...]  # in join order: the first ran kubeadm init
     endpoint: str  # host:port every kubelet and kubeconfig reaches the API server at
     kubernetes_version: str
+    nodes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Unrecorded:
+    """A stack deployed before the program recorded what it deploys: its nodes only."""
+
     nodes: tuple[str, ...]
 
 
@@ -41,12 +51,14 @@ def _names(value: Any) -> bool:
         isinstance(n, str) and DNS_LABEL_RE.match(n) for n in value)
 
 
-def read_deployed(c: Collector, raw: Any) -> Deployed | None:
-    """The previous `up`'s record; None for a stack never deployed by this program."""
+def read_deployed(c: Collector, raw: Any) -> Deployed | Unrecorded | None:
+    """The previous `up`'s record; None for a stack never deployed."""
     if raw is None:
         return None
     path = f"(stack output {DEPLOYED_OUTPUT})"
     record = raw if isinstance(raw, Mapping) else {}
+    if set(record) == {UNRECORDED_NODES}:
+        return Unrecorded(tuple(str(n) for n in record[UNRECORDED_NODES]))
     names, endpoint = record.get("controlPlanes"), record.get("controlPlaneEndpoint")
     version, nodes = record.get("kubernetesVersion"), record.get("nodes")
     if not (_names(names) and _names(nodes) and isinstance(endpoint, str)
@@ -88,8 +100,17 @@ def check_control_planes(c: Collector, pool: PoolSpec, previous: Deployed | None
                       f"`pulumi up` (3 -> 2 -> 1)")
 
 
-def check_running_cluster(c: Collector, spec: ClusterSpec, previous: Deployed | None) -> None:
+def check_running_cluster(c: Collector, spec: ClusterSpec,
+                          previous: Deployed | Unrecorded | None) -> None:
     """What the running cluster holds: its endpoint; Kubernetes goes up one minor at a time."""
+    if isinstance(previous, Unrecorded):
+        gone = [n for n in previous.nodes if n not in {m.name for m in spec.nodes}]
+        if gone:
+            c.error("pools", f"this stack was deployed by an earlier version of the program, "
+                             f"which recorded nothing to check a removal against: run `pulumi "
+                             f"up` once with {', '.join(gone)} still in place (it records the "
+                             f"cluster and declares how nodes leave it), then remove them")
+        return
     if previous is None:
         return
     _check_endpoint(c, spec, previous)
@@ -132,9 +153,10 @@ def _check_endpoint(c: Collector, spec: ClusterSpec, previous: Deployed) -> None
                                            "first control plane as they are")
 
 
-def transition_warnings(spec: ClusterSpec, previous: Deployed | None) -> list[str]:
+def transition_warnings(spec: ClusterSpec, previous: Deployed | Unrecorded | None
+                        ) -> list[str]:
     count = spec.control_plane_pool.count
-    if previous is not None and count % 2 == 0:
+    if isinstance(previous, Deployed) and count % 2 == 0:
         return [f"{count} control planes tolerate no more failures than {count - 1}: go on "
                 f"to {count - 1}, or back to {count + 1}"]
     return []

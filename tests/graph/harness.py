@@ -218,10 +218,12 @@ READ_STACK_OUTPUTS = "pulumi:pulumi:readStackOutputs"
 
 
 class FakeProviders(pulumi.runtime.Mocks):
-    """`deployed`: the stack output `deployed` a previous `up` left (None: a new stack)."""
+    """`deployed`: the stack output `deployed` a previous `up` left (None: a new stack);
+    `outputs`: all of that `up`'s outputs instead."""
 
-    def __init__(self, deployed: Mapping[str, Any] | None = None) -> None:
-        self.deployed = deployed
+    def __init__(self, deployed: Mapping[str, Any] | None = None,
+                 outputs: Mapping[str, Any] | None = None) -> None:
+        self.outputs = dict(outputs or ({} if deployed is None else {"deployed": deployed}))
         self.stack_reads: list[str] = []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
@@ -231,8 +233,8 @@ class FakeProviders(pulumi.runtime.Mocks):
              ) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         if args.token == READ_STACK_OUTPUTS:  # the engine's answer: the stack's last outputs
             self.stack_reads.append(args.args["name"])
-            outputs = {} if self.deployed is None else {"deployed": self.deployed}
-            return {"name": args.args["name"], "outputs": outputs, "secretOutputNames": []}, []
+            return {"name": args.args["name"], "outputs": self.outputs,
+                    "secretOutputNames": []}, []
         return {}, []
 
 

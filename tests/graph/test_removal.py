@@ -128,3 +128,16 @@ def test_no_record_to_check_against_fails_closed() -> None:
                             mocks=OldFileBackend(HA_DEPLOYED, knows_bare_names=False))
     assert "cannot read what the last `pulumi up` of this stack deployed" in str(error.value)
     assert graph.resources == []
+
+
+def test_a_stack_deployed_before_the_record_is_read_from_its_nodes_output() -> None:
+    # What an earlier version of the program left: its outputs, no `deployed` record.
+    earlier = run_program(stack_config("ha"), "ha").stack_outputs
+    outputs = {k: v for k, (v, _) in earlier.items() if k != "deployed"}
+    graph = Graph()
+    with pytest.raises(ConfigError) as error:
+        graph = run_program(ha_with_control_planes(1), "ha", mocks=FakeProviders(outputs=outputs))
+    assert "deployed by an earlier version of the program" in str(error.value)
+    assert graph.resources == []
+    recorded = run_program(stack_config("ha"), "ha", mocks=FakeProviders(outputs=outputs))
+    assert recorded.stack_outputs["deployed"][0] == HA_DEPLOYED
