@@ -19,10 +19,10 @@ from components.cni import PodNetwork, PodNetworkArgs
 from components.control_plane import ControlPlane, ControlPlaneArgs, cluster_config
 from components.guardrails import TenantGuardrails, TenantGuardrailsArgs
 from components.hypervisor import Hypervisor, HypervisorArgs, NodeBootDocuments
-from components.join import JoinTokenSource, NodeJoin, NodeJoinArgs
+from components.join import NodeJoin, NodeJoinArgs
 from components.node import NodeRuntime, NodeRuntimeArgs
 from components.pki import ClusterPki, ClusterPkiArgs
-from components.remote import node_connection
+from components.remote import HelperAccess, node_connection
 from components.removal import NodeRemoval, NodeRemovalArgs
 from components.render.cloudinit import (
     NodeCloudInit,
@@ -35,7 +35,7 @@ from components.render.kubeadm import render_cluster_configuration
 from components.sandbox import SandboxClasses, SandboxClassesArgs
 from components.spec import ClusterSpec, NodeSpec
 from components.spec.transitions import deployed_record
-from components.upgrade import MaintenanceHelper, NodeUpgrade, NodeUpgradeArgs
+from components.upgrade import NodeUpgrade, NodeUpgradeArgs
 from components.workloads import SampleWorkloads, SampleWorkloadsArgs
 
 
@@ -100,9 +100,9 @@ class SandboxedCluster(pulumi.ComponentResource):
             self.runtimes[first.name].ready, self.pki,
             self.access.join_token_key.public_key_openssh,
             self.access.maintenance_key.public_key_openssh), opts=child)
-        self.token_source = JoinTokenSource(
-            str(first.ip), spec.admin_user, self.access.host_public_key(first.name),
-            self.access.join_token_private_key)
+        self.token_issuer = HelperAccess(
+            "TOKEN_ISSUER", str(first.ip), spec.admin_user,
+            self.access.host_public_key(first.name), self.access.join_token_private_key)
 
         self.joins: dict[str, NodeJoin] = {}
         self.removals: dict[str, NodeRemoval] = {}
@@ -172,7 +172,7 @@ class SandboxedCluster(pulumi.ComponentResource):
               extra: list[pulumi.Resource]) -> NodeJoin:
         join = NodeJoin(f"{node.name}-join", NodeJoinArgs(
             spec, node, connections[node.name], self.hypervisor.domains[node.name].id, self.pki,
-            self.token_source,
+            self.token_issuer,
             after=[*self.runtimes[node.name].ready, self.control_plane.token_issuer, *extra]),
             opts=pulumi.ResourceOptions(parent=self))
         self.joins[node.name] = join
@@ -181,9 +181,9 @@ class SandboxedCluster(pulumi.ComponentResource):
     def _upgrades(self, spec: ClusterSpec, first: NodeSpec,
                   connections: dict[str, remote.ConnectionArgs]) -> None:
         """One chain in kubeadm's order: the first control plane, the others, the workers."""
-        helper = MaintenanceHelper(str(first.ip), spec.admin_user,
-                                   self.access.host_public_key(first.name),
-                                   self.access.maintenance_private_key)
+        helper = HelperAccess("MAINTENANCE", str(first.ip), spec.admin_user,
+                              self.access.host_public_key(first.name),
+                              self.access.maintenance_private_key)
         self.upgrades: dict[str, NodeUpgrade] = {}
         previous: pulumi.Resource = self.control_plane.init
         for node in (*spec.control_plane_nodes, *spec.worker_nodes):

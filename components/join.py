@@ -10,28 +10,9 @@ from pulumi_command import remote
 
 from components.control_plane import apiserver_files, kube_vip_manifest, node_registration
 from components.pki import ClusterPki
-from components.remote import script_step
+from components.remote import HelperAccess, script_step
 from components.render.kubeadm import JOIN_TOKEN_PLACEHOLDER, render_join_config
 from components.spec import ClusterSpec, NodeSpec
-
-
-@dataclass(frozen=True)
-class JoinTokenSource:
-    """Where a join asks for its token: the first control plane's issuer, over SSH."""
-
-    host: str
-    user: str
-    host_public_key: pulumi.Input[str]  # pinned: the join trusts no other host
-    private_key: pulumi.Input[str]  # secret; its public half may run the issuer only
-
-    def params(self) -> dict[str, str]:
-        return {"TOKEN_ISSUER": self.host, "TOKEN_ISSUER_USER": self.user,
-                "TOKEN_PLACEHOLDER": JOIN_TOKEN_PLACEHOLDER}
-
-    def files(self) -> dict[str, pulumi.Input[str]]:
-        known_hosts = pulumi.Output.from_input(self.host_public_key).apply(
-            lambda key: f"{self.host} {key.strip()}\n")
-        return {"TOKEN_ISSUER_KEY": self.private_key, "TOKEN_ISSUER_KNOWN_HOSTS": known_hosts}
 
 
 @dataclass(frozen=True)
@@ -41,7 +22,7 @@ class NodeJoinArgs:
     connection: pulumi.Input[remote.ConnectionArgs]
     machine_id: pulumi.Input[str]  # the node VM's id: a replaced VM joins again
     pki: ClusterPki
-    token_source: JoinTokenSource
+    token_issuer: HelperAccess  # the first control plane's join-token issuer
     # The node's own runtime install and the token issuer (and, for HA control planes, the
     # previous control-plane join: etcd members are added one at a time).
     after: Sequence[pulumi.Resource]
@@ -59,10 +40,10 @@ class NodeJoin(pulumi.ComponentResource):
                                                ca_hash, str(node.ip),
                                                spec.kubernetes.control_plane_timeout))
         files: dict[str, pulumi.Input[str]] = {"KUBEADM_JOIN_CONFIG": join_config,
-                                               **args.token_source.files()}
+                                               **args.token_issuer.files()}
         params = {"NODE_NAME": node.name,
                   "CONTROL_PLANE": "1" if node.pool.is_control_plane else "0",
-                  **args.token_source.params()}
+                  "TOKEN_PLACEHOLDER": JOIN_TOKEN_PLACEHOLDER, **args.token_issuer.params()}
         if node.pool.is_control_plane:
             files.update(pki.files())
             files.update(apiserver_files(pki))

@@ -11,26 +11,8 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_command import remote
 
-from components.remote import script_step
+from components.remote import HelperAccess, script_step
 from components.spec import ClusterSpec, NodeSpec
-
-
-@dataclass(frozen=True)
-class MaintenanceHelper:
-    """The first control plane's helper a worker asks to drain and uncordon it, over SSH."""
-
-    host: str
-    user: str
-    host_public_key: pulumi.Input[str]  # pinned
-    private_key: pulumi.Input[str]  # secret; its public half may run the helper only
-
-    def params(self) -> dict[str, str]:
-        return {"MAINTENANCE_HOST": self.host, "MAINTENANCE_USER": self.user}
-
-    def files(self) -> dict[str, pulumi.Input[str]]:
-        known_hosts = pulumi.Output.from_input(self.host_public_key).apply(
-            lambda key: f"{self.host} {key.strip()}\n")
-        return {"MAINTENANCE_KEY": self.private_key, "MAINTENANCE_KNOWN_HOSTS": known_hosts}
 
 
 @dataclass(frozen=True)
@@ -45,7 +27,7 @@ class NodeUpgradeArgs:
     # The first control plane: the ClusterConfiguration kubeadm upgrades to. Workers: the
     # helper that drains and uncordons them.
     cluster_configuration: str | None = None
-    helper: MaintenanceHelper | None = None
+    helper: HelperAccess | None = None
     # The node's join (or init), and the upgrade before it in the chain.
     after: Sequence[pulumi.Resource] = ()
 

@@ -9,8 +9,8 @@
 # token issuer (token-issuer.sh): a token lives tokenTtl, and a join retried after that, or a
 # node added or replaced later, must not depend on one created earlier.
 # Parameters: NODE_NAME KUBEADM_JOIN_CONFIG_B64 (its token is TOKEN_PLACEHOLDER)
-#             TOKEN_PLACEHOLDER TOKEN_ISSUER TOKEN_ISSUER_USER TOKEN_ISSUER_KEY_B64
-#             TOKEN_ISSUER_KNOWN_HOSTS_B64
+#             TOKEN_PLACEHOLDER TOKEN_ISSUER_HOST TOKEN_ISSUER_USER TOKEN_ISSUER_KEY_B64
+#             TOKEN_ISSUER_KNOWN_HOSTS_B64 (see helper_ssh in lib.sh)
 #             [CONTROL_PLANE (0|1); for control planes: the PKI_FILES parameters,
 #             ENCRYPTION_CONFIG_B64, AUDIT_POLICY_B64, KUBE_VIP_B64]
 set -euo pipefail
@@ -18,7 +18,7 @@ set -euo pipefail
 declare -F fetch_verified >/dev/null || source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SCRIPT_NAME=kubeadm-join
 require_root
-require_params NODE_NAME KUBEADM_JOIN_CONFIG_B64 TOKEN_PLACEHOLDER TOKEN_ISSUER \
+require_params NODE_NAME KUBEADM_JOIN_CONFIG_B64 TOKEN_PLACEHOLDER TOKEN_ISSUER_HOST \
   TOKEN_ISSUER_USER TOKEN_ISSUER_KEY_B64 TOKEN_ISSUER_KNOWN_HOSTS_B64
 CONTROL_PLANE=${CONTROL_PLANE:-0}
 ISSUER_ATTEMPTS=${ISSUER_ATTEMPTS:-5}
@@ -32,22 +32,15 @@ config=$K8S_DIR/sandboxed-k8s/kubeadm-join.yaml
 # fresh_token : a token the issuer created just now (a few attempts: it may be restarting).
 fresh_token() {
   local attempt token
-  command -v ssh >/dev/null || die "ssh (openssh-client) is not installed; the join needs it"
-  (umask 077 && decode_param TOKEN_ISSUER_KEY_B64 >"$WORK/issuer-key")
-  decode_param TOKEN_ISSUER_KNOWN_HOSTS_B64 >"$WORK/known_hosts"
   for ((attempt = 1; attempt <= ISSUER_ATTEMPTS; attempt++)); do
-    if token=$(ssh -F /dev/null -i "$WORK/issuer-key" -o IdentitiesOnly=yes -o BatchMode=yes \
-      -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$WORK/known_hosts" \
-      -o GlobalKnownHostsFile=/dev/null -o ConnectTimeout=20 \
-      "$TOKEN_ISSUER_USER@$TOKEN_ISSUER" </dev/null) &&
-      [[ $token =~ ^[a-z0-9]{6}\.[a-z0-9]{16}$ ]]; then
+    if token=$(helper_ssh TOKEN_ISSUER) && [[ $token =~ ^[a-z0-9]{6}\.[a-z0-9]{16}$ ]]; then
       printf '%s' "$token"
       return 0
     fi
-    log "no token from the issuer on $TOKEN_ISSUER (attempt $attempt of $ISSUER_ATTEMPTS)"
+    log "no token from the issuer on $TOKEN_ISSUER_HOST (attempt $attempt of $ISSUER_ATTEMPTS)"
     ((attempt == ISSUER_ATTEMPTS)) || sleep "$ISSUER_RETRY_SECONDS"
   done
-  die "the first control plane ($TOKEN_ISSUER) issued no join token; there, see:" \
+  die "the first control plane ($TOKEN_ISSUER_HOST) issued no join token; there, see:" \
     "sudo /usr/local/sbin/sandboxed-k8s-join-token; journalctl -u ssh"
 }
 

@@ -257,3 +257,20 @@ authorized_keys_of() {
   home=$(getent passwd "$1" | cut -d: -f6) || die "no user $1"
   printf '%s/.ssh/authorized_keys\n' "$home"
 }
+
+# helper_ssh PREFIX [REQUEST] : run the first control plane's program behind the key in
+# <PREFIX>_KEY_B64 (its forced command: REQUEST is all the program is told) as <PREFIX>_USER at
+# <PREFIX>_HOST, whose host key must be the one in <PREFIX>_KNOWN_HOSTS_B64 (needs WORK).
+helper_ssh() {
+  local helper=$1 host user
+  shift
+  require_params "${helper}_HOST" "${helper}_USER" "${helper}_KEY_B64" \
+    "${helper}_KNOWN_HOSTS_B64"
+  command -v ssh >/dev/null || die "ssh (openssh-client) is not installed; this step needs it"
+  host=${helper}_HOST user=${helper}_USER
+  (umask 077 && decode_param "${helper}_KEY_B64" >"$WORK/$helper.key")
+  decode_param "${helper}_KNOWN_HOSTS_B64" >"$WORK/$helper.known_hosts"
+  ssh -F /dev/null -i "$WORK/$helper.key" -o IdentitiesOnly=yes -o BatchMode=yes \
+    -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$WORK/$helper.known_hosts" \
+    -o GlobalKnownHostsFile=/dev/null -o ConnectTimeout=20 "${!user}@${!host}" "$@" </dev/null
+}

@@ -13,7 +13,7 @@
 #             KUBEADM_SHA256 DRAIN_TIMEOUT STEPS (the node steps shipped as STEP_<NAME>_B64, in
 #             order; KUBERNETES last) [CLUSTER_CONFIGURATION_B64 (first)]
 #             [MAINTENANCE_HOST MAINTENANCE_USER MAINTENANCE_KEY_B64 MAINTENANCE_KNOWN_HOSTS_B64
-#             (workers: the first control plane's maintenance helper)]
+#             (workers: the first control plane's maintenance helper, see helper_ssh)]
 set -euo pipefail
 # shellcheck source=lib.sh
 declare -F fetch_verified >/dev/null || source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -48,14 +48,7 @@ maintenance() {
     esac
     return
   fi
-  require_params MAINTENANCE_HOST MAINTENANCE_USER MAINTENANCE_KEY_B64 \
-    MAINTENANCE_KNOWN_HOSTS_B64
-  (umask 077 && decode_param MAINTENANCE_KEY_B64 >"$WORK/maintenance-key")
-  decode_param MAINTENANCE_KNOWN_HOSTS_B64 >"$WORK/known_hosts"
-  ssh -F /dev/null -i "$WORK/maintenance-key" -o IdentitiesOnly=yes -o BatchMode=yes \
-    -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$WORK/known_hosts" \
-    -o GlobalKnownHostsFile=/dev/null -o ConnectTimeout=20 \
-    "$MAINTENANCE_USER@$MAINTENANCE_HOST" "$1" </dev/null
+  helper_ssh MAINTENANCE "$1"
 }
 
 # run_step NAME : one of the node's install steps, as its own step would run it, now allowed to

@@ -52,7 +52,7 @@ def test_every_join_asks_the_first_control_plane_for_its_token(graph: Graph,
     for join in joins:
         assert graph.depends_on(join, issuer), join.name
         params = script_params(join)
-        assert params["TOKEN_ISSUER"] == first_ip
+        assert params["TOKEN_ISSUER_HOST"] == first_ip
         assert params["TOKEN_ISSUER_USER"] == installed["ADMIN_USER"]
         assert decoded(params, "TOKEN_ISSUER_KNOWN_HOSTS_B64") == \
             f"{first_ip} {first_host_key.strip()}\n"

@@ -36,7 +36,7 @@ def join_env(node: FakeNode, control_plane: bool = True) -> dict[str, str]:
     env = {"FAKE_ISSUER": str(node.state.parent / "issuer"), "FAKE_NODE_IP": ip,
            "NODE_NAME": name, "CONTROL_PLANE": "1" if control_plane else "0",
            "KUBEADM_JOIN_CONFIG_B64": b64(config), "TOKEN_PLACEHOLDER": JOIN_TOKEN_PLACEHOLDER,
-           "TOKEN_ISSUER": "10.18.0.10", "TOKEN_ISSUER_USER": "k8sadmin",
+           "TOKEN_ISSUER_HOST": "10.18.0.10", "TOKEN_ISSUER_USER": "k8sadmin",
            "TOKEN_ISSUER_KEY_B64": b64("key\n"),
            "TOKEN_ISSUER_KNOWN_HOSTS_B64": b64("10.18.0.10 ssh-ed25519 AAAA\n"),
            "HEALTH_CHECKS": "2", "HEALTH_CHECK_SECONDS": "0",

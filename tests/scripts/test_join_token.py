@@ -31,7 +31,7 @@ def node(tmp_path: Path) -> FakeNode:
 def join_env(node: FakeNode) -> dict[str, str]:
     return {"FAKE_ISSUER": str(node.state.parent / "issuer"), "NODE_NAME": "worker1",
             "KUBEADM_JOIN_CONFIG_B64": b64(JOIN_CONFIG),
-            "TOKEN_PLACEHOLDER": JOIN_TOKEN_PLACEHOLDER, "TOKEN_ISSUER": "10.17.0.10",
+            "TOKEN_PLACEHOLDER": JOIN_TOKEN_PLACEHOLDER, "TOKEN_ISSUER_HOST": "10.17.0.10",
             "TOKEN_ISSUER_USER": "k8sadmin", "TOKEN_ISSUER_KEY_B64": b64(ISSUER_KEY),
             "TOKEN_ISSUER_KNOWN_HOSTS_B64": b64(KNOWN_HOSTS),
             "ISSUER_ATTEMPTS": "2", "ISSUER_RETRY_SECONDS": "0"}
