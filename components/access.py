@@ -1,5 +1,8 @@
-"""SSH identities: the admin key pair nodes trust, and one host key per node that every remote
-command pins (so a swapped host key makes provisioning fail instead of trusting a stranger)."""
+"""SSH identities: the admin key pair nodes trust, one host key per node that every remote
+command pins (so a swapped host key makes provisioning fail instead of trusting a stranger), and
+the keys nodes use on the first control plane, each able to run one program there: joining
+nodes ask its token issuer for a join token, upgrading workers its maintenance helper to drain
+and uncordon them."""
 
 from __future__ import annotations
 
@@ -25,10 +28,22 @@ class NodeAccess(pulumi.ComponentResource):
             node: tls.PrivateKey(f"{node}-host-key", algorithm="ED25519", opts=child)
             for node in args.node_names
         }
+        self.join_token_key = tls.PrivateKey("join-token-ssh-key", algorithm="ED25519",
+                                             opts=child)
+        self.maintenance_key = tls.PrivateKey("maintenance-ssh-key", algorithm="ED25519",
+                                              opts=child)
         self.admin_public_key: pulumi.Output[str] = self.admin_key.public_key_openssh
         self.admin_private_key: pulumi.Output[str] = pulumi.Output.secret(
             self.admin_key.private_key_openssh)
         self.register_outputs({"admin_public_key": self.admin_public_key})
+
+    @property
+    def join_token_private_key(self) -> pulumi.Output[str]:
+        return pulumi.Output.secret(self.join_token_key.private_key_openssh)
+
+    @property
+    def maintenance_private_key(self) -> pulumi.Output[str]:
+        return pulumi.Output.secret(self.maintenance_key.private_key_openssh)
 
     def host_public_key(self, node: str) -> pulumi.Output[str]:
         return self.host_keys[node].public_key_openssh

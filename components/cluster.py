@@ -16,13 +16,14 @@ from pulumi_command import remote
 
 from components.access import NodeAccess, NodeAccessArgs
 from components.cni import PodNetwork, PodNetworkArgs
-from components.control_plane import ControlPlane, ControlPlaneArgs
+from components.control_plane import ControlPlane, ControlPlaneArgs, cluster_config
 from components.guardrails import TenantGuardrails, TenantGuardrailsArgs
 from components.hypervisor import Hypervisor, HypervisorArgs, NodeBootDocuments
 from components.join import NodeJoin, NodeJoinArgs
 from components.node import NodeRuntime, NodeRuntimeArgs
 from components.pki import ClusterPki, ClusterPkiArgs
-from components.remote import node_connection
+from components.remote import HelperAccess, node_connection
+from components.removal import NodeRemoval, NodeRemovalArgs
 from components.render.cloudinit import (
     NodeCloudInit,
     StaticNetwork,
@@ -30,8 +31,11 @@ from components.render.cloudinit import (
     render_network_config,
     render_user_data,
 )
+from components.render.kubeadm import render_cluster_configuration
 from components.sandbox import SandboxClasses, SandboxClassesArgs
 from components.spec import ClusterSpec, NodeSpec
+from components.spec.transitions import deployed_record
+from components.upgrade import NodeUpgrade, NodeUpgradeArgs
 from components.workloads import SampleWorkloads, SampleWorkloadsArgs
 
 
@@ -94,15 +98,26 @@ class SandboxedCluster(pulumi.ComponentResource):
         self.control_plane = ControlPlane("control-plane", ControlPlaneArgs(
             spec, first, connections[first.name], domains[first.name].id,
             self.runtimes[first.name].ready, self.pki,
-            [n.name for n in spec.nodes if n is not first]), opts=child)
+            self.access.join_token_key.public_key_openssh,
+            self.access.maintenance_key.public_key_openssh), opts=child)
+        self.token_issuer = HelperAccess(
+            "TOKEN_ISSUER", str(first.ip), spec.admin_user,
+            self.access.host_public_key(first.name), self.access.join_token_private_key)
 
         self.joins: dict[str, NodeJoin] = {}
+        self.removals: dict[str, NodeRemoval] = {}
         previous: pulumi.CustomResource = self.control_plane.init
+        previous_removal: list[pulumi.Resource] = []
         for node in other_control_planes:
             join = self._join(spec, node, connections, [previous])
             previous = join.join
+            removal = self._removal(spec, node, first, connections[first.name],
+                                    previous_removal)
+            previous_removal = [removal.step]
         for node in spec.worker_nodes:
             self._join(spec, node, connections, [])
+            self._removal(spec, node, first, connections[first.name], [])
+        self._upgrades(spec, first, connections)
 
         # pulumi-kubernetes decides once, when it is configured, whether the cluster is
         # reachable, and fails every object after an early "no": its kubeconfig therefore
@@ -139,6 +154,14 @@ class SandboxedCluster(pulumi.ComponentResource):
             opts=on_cluster)
 
         self.kubeconfig = self.pki.kubeconfig
+        # What the next `up` checks its changes against; it resolves (and the stack output is
+        # written) only once every node has joined and passed its upgrade step, so an `up`
+        # that fails half-way leaves the previous record.
+        record = deployed_record(spec)
+        self.deployed: pulumi.Output[dict[str, object]] = pulumi.Output.all(
+            self.control_plane.init.id, *(j.join.id for j in self.joins.values()),
+            *(u.step.id for u in self.upgrades.values()),
+        ).apply(lambda _: record)
         self.register_outputs({
             "kubeconfig": self.kubeconfig,
             "endpoint": spec.control_plane_endpoint,
@@ -149,7 +172,45 @@ class SandboxedCluster(pulumi.ComponentResource):
               extra: list[pulumi.Resource]) -> NodeJoin:
         join = NodeJoin(f"{node.name}-join", NodeJoinArgs(
             spec, node, connections[node.name], self.hypervisor.domains[node.name].id, self.pki,
-            after=[*self.runtimes[node.name].ready, self.control_plane.bootstrap_token, *extra]),
+            self.token_issuer,
+            after=[*self.runtimes[node.name].ready, self.control_plane.token_issuer, *extra]),
             opts=pulumi.ResourceOptions(parent=self))
         self.joins[node.name] = join
         return join
+
+    def _upgrades(self, spec: ClusterSpec, first: NodeSpec,
+                  connections: dict[str, remote.ConnectionArgs]) -> None:
+        """One chain in kubeadm's order: the first control plane, the others, the workers."""
+        helper = HelperAccess("MAINTENANCE", str(first.ip), spec.admin_user,
+                              self.access.host_public_key(first.name),
+                              self.access.maintenance_private_key)
+        self.upgrades: dict[str, NodeUpgrade] = {}
+        previous: pulumi.Resource = self.control_plane.init
+        for node in (*spec.control_plane_nodes, *spec.worker_nodes):
+            worker = not node.pool.is_control_plane
+            after = [previous]
+            if node is not first:
+                after.append(self.joins[node.name].join)
+            if worker:
+                after.append(self.control_plane.maintenance_helper)
+            upgrade = NodeUpgrade(f"{node.name}-upgrade", NodeUpgradeArgs(
+                spec, node,
+                "first" if node is first else "worker" if worker else "control-plane",
+                connections[node.name], self.hypervisor.domains[node.name].id,
+                self.runtimes[node.name].upgradable,
+                cluster_configuration=(render_cluster_configuration(cluster_config(spec))
+                                       if node is first else None),
+                helper=helper if worker else None, after=after),
+                opts=pulumi.ResourceOptions(parent=self))
+            self.upgrades[node.name] = upgrade
+            previous = upgrade.step
+
+    def _removal(self, spec: ClusterSpec, node: NodeSpec, first: NodeSpec,
+                 first_connection: remote.ConnectionArgs,
+                 extra: list[pulumi.Resource]) -> NodeRemoval:
+        removal = NodeRemoval(f"{node.name}-removal", NodeRemovalArgs(
+            spec, node, first, first_connection, self.hypervisor.domains[node.name].id,
+            after=[self.joins[node.name].join, *extra]),
+            opts=pulumi.ResourceOptions(parent=self))
+        self.removals[node.name] = removal
+        return removal

@@ -1,4 +1,5 @@
-"""kubeadm init on the first control-plane node, and the join token every later join needs."""
+"""kubeadm init on the first control-plane node, and the join-token issuer every later join
+asks for its token."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from components.render.kubeadm import (
     render_init_config,
     render_kube_vip_manifest,
 )
+from components.render.scripts import b64, render_invocation
 from components.spec import KUBE_VIP_REPOSITORY, ClusterSpec, NodeSpec
 
 NODE_INTERFACE = "eth0"  # named by our cloud-init network-config
@@ -68,7 +70,10 @@ class ControlPlaneArgs:
     machine_id: pulumi.Input[str]  # the node VM's id: a replaced VM runs init again
     node_ready: Sequence[pulumi.Resource]
     pki: ClusterPki
-    joining_nodes: Sequence[str]
+    # The public halves of the keys joining nodes use to ask for a join token, and upgrading
+    # workers to have themselves drained and uncordoned.
+    join_token_public_key: pulumi.Input[str]
+    maintenance_public_key: pulumi.Input[str]
 
 
 class ControlPlane(pulumi.ComponentResource):
@@ -85,19 +90,38 @@ class ControlPlane(pulumi.ComponentResource):
         files: dict[str, pulumi.Input[str]] = {"KUBEADM_CONFIG": init_config,
                                                **args.pki.files(),
                                                **apiserver_files(args.pki)}
-        if spec.ha:
+        params: dict[str, str] = {}
+        if spec.uses_vip:
             files["KUBE_VIP_BOOTSTRAP"] = kube_vip_manifest(
                 spec, "/etc/kubernetes/super-admin.conf")
             files["KUBE_VIP"] = kube_vip_manifest(spec, "/etc/kubernetes/admin.conf")
+            params["CLUSTER_ENDPOINT"] = spec.control_plane_endpoint
         self.init = script_step(f"{node.name}-kubeadm-init", "kubeadm-init.sh", args.connection,
-                                {}, files=files, parent=self, depends_on=args.node_ready,
+                                params, files=files, parent=self, depends_on=args.node_ready,
                                 machine_id=args.machine_id, sensitive=True)
-        # Re-runs whenever the set of joining nodes changes, re-creating the short-lived
-        # token for nodes added after it expired.
-        self.bootstrap_token = script_step(
-            f"{node.name}-bootstrap-token", "bootstrap-token.sh", args.connection,
-            {"TOKEN_TTL": spec.kubernetes.token_ttl},
-            files={"TOKEN": args.pki.join_token},
-            triggers=sorted(args.joining_nodes), machine_id=args.machine_id,
-            parent=self, depends_on=[self.init], sensitive=True)
+        # Joins ask this issuer for a fresh token when they run, instead of all sharing one
+        # created ahead of time: a token lives tokenTtl, and nothing tells the engine to create
+        # a new one when a join that failed is retried later (the join itself runs again; a
+        # token step with unchanged inputs does not). The issuer's key can run nothing else.
+        issuer = render_invocation("issue-join-token.sh",
+                                   {"TOKEN_TTL": spec.kubernetes.token_ttl})
+        self.token_issuer = script_step(
+            f"{node.name}-token-issuer", "token-issuer.sh", args.connection,
+            {"ISSUER_PUBLIC_KEY": pulumi.Output.from_input(args.join_token_public_key).apply(
+                str.strip),
+             "ADMIN_USER": spec.admin_user, "ALLOWED_FROM": str(spec.network.cidr)},
+            files={"ISSUER": issuer}, machine_id=args.machine_id, parent=self,
+            depends_on=[self.init])
+        # Workers hold no admin credentials: their upgrade step has this helper drain and
+        # uncordon them (the node it acts on is the caller's address; no other).
+        nodes = "".join(f"{n.ip} {n.name}\n" for n in spec.worker_nodes)
+        helper = render_invocation("node-maintenance.sh", {
+            "NODES_B64": b64(nodes), "DRAIN_TIMEOUT": spec.kubernetes.drain_timeout})
+        self.maintenance_helper = script_step(
+            f"{node.name}-maintenance-helper", "maintenance-helper.sh", args.connection,
+            {"HELPER_PUBLIC_KEY": pulumi.Output.from_input(args.maintenance_public_key).apply(
+                str.strip),
+             "ADMIN_USER": spec.admin_user, "ALLOWED_FROM": str(spec.network.cidr)},
+            files={"HELPER": helper}, machine_id=args.machine_id, parent=self,
+            depends_on=[self.init])
         self.register_outputs({"endpoint": spec.control_plane_endpoint})

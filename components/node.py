@@ -150,4 +150,13 @@ class NodeRuntime(pulumi.ComponentResource):
         }, [self.preflight])
         # What kubeadm init/join must wait for: every runtime installed and configured.
         self.ready: list[pulumi.Resource] = [self.containerd_config, self.kubernetes_tools]
+        # The installs a node that runs pods leaves to its upgrade step (drained first), in the
+        # order that step runs them again; kubelet and kubectl last.
+        self.upgradable: dict[str, remote.Command] = {
+            "CONTAINERD": self.containerd,
+            **({"GVISOR": self.gvisor} if self.gvisor else {}),
+            **({"KATA": self.kata} if self.kata else {}),
+            "CONTAINERD_CONFIG": self.containerd_config,
+            "KUBERNETES": self.kubernetes_tools,
+        }
         self.register_outputs({})

@@ -84,8 +84,8 @@ class ClusterPki(pulumi.ComponentResource):
             opts=child,
         )
 
-        # Bootstrap token "[a-z0-9]{6}.[a-z0-9]{16}"; its lifetime is short (tokenTtl) and it
-        # is re-created on the control plane when new nodes join. RandomPassword, not
+        # Bootstrap token "[a-z0-9]{6}.[a-z0-9]{16}" for kubeadm init; it lives tokenTtl (joins
+        # ask the first control plane for a fresh token of their own). RandomPassword, not
         # RandomString or RandomBytes: those keep their value as their resource id, which the
         # state stores in plain text.
         token_id = random.RandomPassword("join-token-id", length=6, upper=False, special=False,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import pulumi
 from pulumi_command import remote
@@ -24,6 +25,28 @@ def node_connection(host: str, user: str, private_key: pulumi.Input[str],
         dial_error_limit=DIAL_ERROR_LIMIT,
         per_dial_timeout=PER_DIAL_TIMEOUT,
     )
+
+
+@dataclass(frozen=True)
+class HelperAccess:
+    """How a node's step runs one program on the first control plane over SSH (helper_ssh in
+    lib.sh): a key whose public half may run that program only, and the host key it pins.
+    `name` prefixes the step's parameters: <name>_HOST, _USER, _KEY_B64, _KNOWN_HOSTS_B64."""
+
+    name: str
+    host: str
+    user: str
+    host_public_key: pulumi.Input[str]
+    private_key: pulumi.Input[str]  # secret
+
+    def params(self) -> dict[str, str]:
+        return {f"{self.name}_HOST": self.host, f"{self.name}_USER": self.user}
+
+    def files(self) -> dict[str, pulumi.Input[str]]:
+        known_hosts = pulumi.Output.from_input(self.host_public_key).apply(
+            lambda key: f"{self.host} {key.strip()}\n")
+        return {f"{self.name}_KEY": self.private_key,
+                f"{self.name}_KNOWN_HOSTS": known_hosts}
 
 
 def script_step(

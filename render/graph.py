@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import runpy
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +29,7 @@ from render.mocks import SECRET_OUTPUTS, FakeProviders
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = "sandboxed-k8s"
+ORGANIZATION = "organization"  # what a self-managed (file) backend calls every organization
 SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 SIG_KEY = "4dabf18193072939515e22adb298388d"
 
@@ -137,14 +138,16 @@ class Graph:
             yield child
             yield from Graph._descendants(child, children)
 
-    def critical_path(self, typ: str) -> int:
-        """The longest chain of `typ` resources each waiting for the previous one."""
+    def critical_path(self, typ: str,
+                      counted: Callable[[Registration], bool] = lambda r: True) -> int:
+        """The longest chain of `typ` resources (those `counted`) each waiting for the
+        previous one."""
         index = self.by_urn()
         depth: dict[str, int] = {}
 
         def visit(urn: str) -> int:
             if urn not in depth:
-                own = 1 if index[urn].type == typ else 0
+                own = 1 if index[urn].type == typ and counted(index[urn]) else 0
                 depth[urn] = own + max((visit(d) for d in self.waits_for(urn)), default=0)
             return depth[urn]
 
@@ -237,7 +240,7 @@ def run_program(config: Mapping[str, Any], stack: str = "test",
     runtime_config.set_all_config(engine_config(config), [])
     settings.set_root_resource(None)  # type: ignore[arg-type]
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False,
-                             monitor=RecordingMonitor(mocks, graph))
+                             monitor=RecordingMonitor(mocks, graph), organization=ORGANIZATION)
     settings.SETTINGS.rpc_manager.clear()
     settings.SETTINGS.outputs.clear()
     def program() -> None:

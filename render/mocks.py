@@ -72,15 +72,28 @@ def fake_state(typ: str, name: str, inputs: Mapping[str, Any],
     return {}
 
 
-class FakeProviders(pulumi.runtime.Mocks):
-    """Every resource gets the id `<name>-id` and its inputs plus `fake_state` as outputs."""
+READ_STACK_OUTPUTS = "pulumi:pulumi:readStackOutputs"
 
-    def __init__(self, seed: str = "") -> None:
+
+class FakeProviders(pulumi.runtime.Mocks):
+    """Every resource gets the id `<name>-id` and its inputs plus `fake_state` (its stand-in
+    secrets varied by `seed`) as outputs. `deployed`: the stack output `deployed` a previous
+    `up` left (None: a new stack); `outputs`: all of that `up`'s outputs instead."""
+
+    def __init__(self, deployed: Mapping[str, Any] | None = None,
+                 outputs: Mapping[str, Any] | None = None, *, seed: str = "") -> None:
         self.seed = seed
+        self.outputs = dict(outputs or ({} if deployed is None else {"deployed": deployed}))
+        self.stack_reads: list[str] = []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         state = fake_state(args.typ, args.name, args.inputs, self.seed)
         return f"{args.name}-id", {**args.inputs, **state}
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[Any, Any], None]:
-        return {}, None
+    def call(self, args: pulumi.runtime.MockCallArgs
+             ) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        if args.token == READ_STACK_OUTPUTS:  # the engine's answer: the stack's last outputs
+            self.stack_reads.append(args.args["name"])
+            return {"name": args.args["name"], "outputs": self.outputs,
+                    "secretOutputNames": []}, []
+        return {}, []

@@ -72,7 +72,7 @@ def render_stack(stack: str, seeds: tuple[str, str] = SEEDS) -> Files:
     renders is derived from them and is masked too."""
     config = stack_config(stack)
     first, second = (
-        render_tree(run_program(config, stack, FakeProviders(seed), host_check=False), stack)
+        render_tree(run_program(config, stack, FakeProviders(seed=seed), host_check=False), stack)
         for seed in seeds)
     if first.keys() != second.keys():
         raise ValueError(f"the files written depend on secret values: "

@@ -72,6 +72,7 @@ BAD_CONFIGS = [
     (("network.mode", "bridge"), "network.bridge", "required"),
     (("adminUser", "root"), "adminUser", "must not be root"),
     (("kubernetes.tokenTtl", "forever"), "kubernetes.tokenTtl", "malformed"),
+    (("kubernetes.drainTimeout", "until done"), "kubernetes.drainTimeout", "malformed"),
     (("pools.1.names", ["a", "b"]), "pools[gvisor].names", "exactly `count`"),
     (("tenants", [{"name": "kube-system"}]), "tenants[kube-system].name", "reserved"),
     (("tenants", [{"name": "a"}, {"name": "a"}]), "tenants[a].name", "duplicate"),

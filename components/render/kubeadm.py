@@ -16,6 +16,9 @@ KUBE_VIP_MANIFEST = "/etc/kubernetes/manifests/kube-vip.yaml"
 ENCRYPTION_CONFIG = "/etc/kubernetes/encryption/config.yaml"
 AUDIT_POLICY = "/etc/kubernetes/audit/policy.yaml"
 AUDIT_LOG_DIR = "/var/log/kubernetes/audit"
+# The token a join config is rendered with: kubeadm-join.sh puts a token issued for that join
+# attempt in its place. A well-formed token, so kubeadm validates the rendered config as is.
+JOIN_TOKEN_PLACEHOLDER = "000000.issuedatjointime"
 
 
 @dataclass(frozen=True)
@@ -90,23 +93,10 @@ def _dump_all(documents: Sequence[Mapping[str, object]]) -> str:
     return yaml.safe_dump_all(documents, sort_keys=False, default_flow_style=False, width=4096)
 
 
-def render_init_config(cluster: ClusterConfig, node: NodeRegistration, advertise_address: str,
-                       token: str, token_ttl: str, timeout: str = "4m") -> str:
-    """kubeadm init --config: InitConfiguration + ClusterConfiguration + KubeletConfiguration."""
-    init = {
-        "apiVersion": KUBEADM_API,
-        "kind": "InitConfiguration",
-        "bootstrapTokens": [{
-            "token": token,
-            "ttl": token_ttl,
-            "usages": ["signing", "authentication"],
-            "groups": ["system:bootstrappers:kubeadm:default-node-token"],
-        }],
-        "localAPIEndpoint": {"advertiseAddress": advertise_address, "bindPort": 6443},
-        "nodeRegistration": node.render(),
-        "timeouts": waits(timeout),
-    }
-    cluster_config = {
+def cluster_configuration(cluster: ClusterConfig) -> dict[str, object]:
+    """The ClusterConfiguration document: what kubeadm init reads, and what the first control
+    plane's upgrade writes into the cluster's kubeadm-config before `kubeadm upgrade apply`."""
+    return {
         "apiVersion": KUBEADM_API,
         "kind": "ClusterConfiguration",
         "kubernetesVersion": f"v{cluster.kubernetes_version}",
@@ -141,7 +131,30 @@ def render_init_config(cluster: ClusterConfig, node: NodeRegistration, advertise
         "controllerManager": {"extraArgs": leader_election_args(cluster.leader_election)},
         "scheduler": {"extraArgs": leader_election_args(cluster.leader_election)},
     }
-    return _dump_all([init, cluster_config, _kubelet_configuration(cluster.pod_pids_limit)])
+
+
+def render_cluster_configuration(cluster: ClusterConfig) -> str:
+    return _dump_all([cluster_configuration(cluster)])
+
+
+def render_init_config(cluster: ClusterConfig, node: NodeRegistration, advertise_address: str,
+                       token: str, token_ttl: str, timeout: str = "4m") -> str:
+    """kubeadm init --config: InitConfiguration + ClusterConfiguration + KubeletConfiguration."""
+    init = {
+        "apiVersion": KUBEADM_API,
+        "kind": "InitConfiguration",
+        "bootstrapTokens": [{
+            "token": token,
+            "ttl": token_ttl,
+            "usages": ["signing", "authentication"],
+            "groups": ["system:bootstrappers:kubeadm:default-node-token"],
+        }],
+        "localAPIEndpoint": {"advertiseAddress": advertise_address, "bindPort": 6443},
+        "nodeRegistration": node.render(),
+        "timeouts": waits(timeout),
+    }
+    return _dump_all([init, cluster_configuration(cluster),
+                      _kubelet_configuration(cluster.pod_pids_limit)])
 
 
 def _host_dir(name: str, path: str, read_only: bool) -> dict[str, object]:

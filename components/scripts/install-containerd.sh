@@ -3,6 +3,7 @@
 # anything is put in place. A re-run with the same pins downloads and restarts nothing.
 # On a node without /etc/containerd/config.toml, containerd is installed but not started: the
 # config step starts it with the node's config, so it never runs with the built-in defaults.
+# On a node that runs pods new versions wait for the node's upgrade step (may_install, lib.sh).
 # Parameters: CONTAINERD_VERSION CONTAINERD_SHA256 CONTAINERD_BASE_URL
 #             RUNC_VERSION RUNC_SHA256 RUNC_BASE_URL
 #             CNI_PLUGINS_VERSION CNI_PLUGINS_SHA256 CNI_PLUGINS_BASE_URL
@@ -21,7 +22,7 @@ restart=0
 containerd_archive="containerd-$CONTAINERD_VERSION-linux-amd64.tar.gz"
 if stamp_matches containerd "$CONTAINERD_SHA256" && [[ -x $PREFIX/bin/containerd ]]; then
   log "containerd $CONTAINERD_VERSION already installed"
-else
+elif may_install containerd "$CONTAINERD_VERSION"; then
   fetch_verified "$CONTAINERD_BASE_URL/v$CONTAINERD_VERSION/$containerd_archive" sha256 \
     "$CONTAINERD_SHA256" "$WORK/$containerd_archive"
   mkdir -p "$WORK/containerd"
@@ -36,7 +37,7 @@ fi
 
 if stamp_matches runc "$RUNC_SHA256" && [[ -x $PREFIX/sbin/runc ]]; then
   log "runc $RUNC_VERSION already installed"
-else
+elif may_install runc "$RUNC_VERSION"; then
   fetch_verified "$RUNC_BASE_URL/v$RUNC_VERSION/runc.amd64" sha256 "$RUNC_SHA256" "$WORK/runc"
   install_if_changed "$WORK/runc" "$PREFIX/sbin/runc" 0755 || true
   stamp_write runc "$RUNC_SHA256" "$PREFIX/sbin/runc"
@@ -45,7 +46,7 @@ fi
 cni_archive="cni-plugins-linux-amd64-v$CNI_PLUGINS_VERSION.tgz"
 if stamp_matches cni-plugins "$CNI_PLUGINS_SHA256" && [[ -x /opt/cni/bin/bridge ]]; then
   log "CNI plugins $CNI_PLUGINS_VERSION already installed"
-else
+elif may_install "CNI plugins" "$CNI_PLUGINS_VERSION"; then
   fetch_verified "$CNI_PLUGINS_BASE_URL/v$CNI_PLUGINS_VERSION/$cni_archive" sha256 \
     "$CNI_PLUGINS_SHA256" "$WORK/$cni_archive"
   mkdir -p "$WORK/cni" /opt/cni/bin
@@ -59,6 +60,7 @@ else
   stamp_write cni-plugins "$CNI_PLUGINS_SHA256" "${installed[@]}"
 fi
 
+check_only_done
 if write_if_changed /etc/systemd/system/containerd.service 0644 <<UNIT; then restart=1; fi
 [Unit]
 Description=containerd container runtime

@@ -4,6 +4,7 @@
 # script fails and the binaries already installed stay as they were.
 # Layouts: "binaries" (runsc and the shim as separate files, each with a .sha512) and
 # "archive" (one gvisor.tar.bz2 with a .sha512, holding both and a gvisor-bin/ helper folder).
+# On a node that runs pods a new release waits for the node's upgrade step (may_install, lib.sh).
 # Parameters: GVISOR_RELEASE GVISOR_BASE_URL GVISOR_LAYOUT [RUNSC_SHA512 SHIM_SHA512]
 #             [GVISOR_ARCH (x86_64)] [PREFIX (/usr/local)]
 set -euo pipefail
@@ -23,6 +24,7 @@ if stamp_matches gvisor "$stamp" && [[ -x $PREFIX/bin/runsc && -x $PREFIX/bin/co
   log "gVisor $GVISOR_RELEASE already installed"
   exit 0
 fi
+may_install gVisor "$GVISOR_RELEASE" || { check_only_done; exit 0; }
 make_workdir
 
 # expected_digest FILE PINNED : the pinned digest if given, else the release's FILE.sha512.

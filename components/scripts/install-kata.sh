@@ -2,7 +2,8 @@
 # Installs a pinned Kata Containers static release (sha256-verified) under /opt/kata.
 # Kata runs each pod in a VM, so the node needs /dev/kvm; without it this fails, never
 # reporting an install that could not run a pod. The archive is verified and unpacked before
-# the installed tree is touched: on any failure the previous install stays as it was.
+# the installed tree is touched: on any failure the previous install stays as it was. On a node
+# that runs pods a new release waits for the node's upgrade step (may_install, lib.sh).
 # Parameters: KATA_VERSION KATA_SHA256 KATA_BASE_URL
 #             [KATA_ROOT (/opt/kata)] [PREFIX (/usr/local)] [KVM_DEVICE (/dev/kvm)]
 set -euo pipefail
@@ -25,6 +26,7 @@ if stamp_matches kata "$KATA_VERSION $KATA_SHA256" && [[ -x $KATA_ROOT/$SHIM ]];
   log "Kata $KATA_VERSION already installed"
   exit 0
 fi
+may_install Kata "$KATA_VERSION" || { check_only_done; exit 0; }
 make_workdir
 archive="kata-static-$KATA_VERSION-amd64.tar.xz"
 fetch_verified "$KATA_BASE_URL/$KATA_VERSION/$archive" sha256 "$KATA_SHA256" "$WORK/$archive"

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs kubeadm, kubelet and kubectl at the stack's pinned Kubernetes version and crictl
 # (kubeadm's preflight requires it), each sha256-verified, plus the kubelet unit kubeadm drives.
+# On a node that runs pods a new kubeadm, kubelet or kubectl waits for the node's upgrade step
+# (see may_install in lib.sh).
 # Parameters: K8S_VERSION K8S_BASE_URL KUBEADM_SHA256 KUBELET_SHA256 KUBECTL_SHA256
 #             CRICTL_VERSION CRICTL_SHA256 CRICTL_BASE_URL
 set -euo pipefail
@@ -20,12 +22,11 @@ for pair in "kubeadm:$KUBEADM_SHA256" "kubelet:$KUBELET_SHA256" "kubectl:$KUBECT
     log "$binary $K8S_VERSION already installed"
     continue
   fi
-  fetch_verified "$K8S_BASE_URL/v$K8S_VERSION/bin/linux/amd64/$binary" sha256 "$digest" \
-    "$WORK/$binary"
-  install_if_changed "$WORK/$binary" "$PREFIX/bin/$binary" 0755 || true
-  stamp_write "$binary" "$digest" "$PREFIX/bin/$binary"
+  may_install "$binary" "$K8S_VERSION" || continue
+  install_kube_binary "$binary" "$digest"
   [[ $binary != kubelet ]] || reload=1
 done
+check_only_done  # crictl is a client: a new one needs no drain
 
 crictl_archive="crictl-v$CRICTL_VERSION-linux-amd64.tar.gz"
 if stamp_matches crictl "$CRICTL_SHA256" && [[ -x $PREFIX/bin/crictl ]]; then
@@ -73,6 +74,6 @@ if ((reload)); then
   systemctl daemon-reload
   systemctl enable kubelet >/dev/null 2>&1
   # A kubelet already joined to the cluster must pick up a new binary or unit.
-  if [[ -f /etc/kubernetes/kubelet.conf ]]; then restart_service kubelet; fi
+  if [[ -f $K8S_DIR/kubelet.conf ]]; then restart_service kubelet; fi
 fi
 log "Kubernetes $K8S_VERSION tools installed"

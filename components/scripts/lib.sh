@@ -4,6 +4,8 @@
 set -euo pipefail
 
 STATE_DIR=${STATE_DIR:-/var/lib/sandboxed-k8s}
+# kubeadm's directory (configs, PKI, static pods); another root only in tests.
+K8S_DIR=${K8S_DIR:-/etc/kubernetes}
 
 log() { printf '[%s] %s\n' "${SCRIPT_NAME:-node}" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -80,9 +82,14 @@ decode_param() {
 # sha256 of each installed FILE. stamp_matches NAME VALUE : the same pins are installed and no
 # installed file has changed since; a replaced or edited file makes it fail, so the re-run
 # installs the pinned artifact again instead of trusting the stamp.
+# STAMP_PINS (same|other) tells may_install which failed: the pins, or only the files. With
+# CHECK_ONLY=1 (what would an install change?) the pins alone are compared.
 stamp_matches() {
   local stamp=$STATE_DIR/$1
+  STAMP_PINS=other
   [[ -f $stamp ]] && [[ $(head -n 1 "$stamp") == "$2" ]] || return 1
+  STAMP_PINS=same
+  [[ ${CHECK_ONLY:-0} != 1 ]] || return 0
   (($(wc -l <"$stamp") > 1)) || return 0
   if ! tail -n +2 "$stamp" | sha256sum --check --status --strict 2>/dev/null; then
     log "$1: installed files changed since they were installed; installing again"
@@ -128,7 +135,7 @@ install_pki() {
   for entry in "${PKI_FILES[@]}"; do
     IFS=: read -r param file mode <<<"$entry"
     require_params "$param"
-    decode_param "$param" | write_if_changed "/etc/kubernetes/pki/$file" "$mode" || true
+    decode_param "$param" | write_if_changed "$K8S_DIR/pki/$file" "$mode" || true
   done
 }
 
@@ -169,18 +176,101 @@ check_handlers() {
 # flags in the kubeadm config point at; every control plane needs them before kubeadm runs.
 install_apiserver_files() {
   require_params ENCRYPTION_CONFIG_B64 AUDIT_POLICY_B64
-  write_secret_file /etc/kubernetes/encryption/config.yaml ENCRYPTION_CONFIG_B64
-  decode_param AUDIT_POLICY_B64 | write_if_changed /etc/kubernetes/audit/policy.yaml 0600 || true
-  mkdir -p /var/log/kubernetes/audit
-  chmod 0700 /var/log/kubernetes/audit
+  local audit_log=${AUDIT_LOG_DIR:-/var/log/kubernetes/audit}
+  write_secret_file "$K8S_DIR/encryption/config.yaml" ENCRYPTION_CONFIG_B64
+  decode_param AUDIT_POLICY_B64 | write_if_changed "$K8S_DIR/audit/policy.yaml" 0600 || true
+  mkdir -p "$audit_log"
+  chmod 0700 "$audit_log"
 }
 
 # kubelet_joined : the node has registered with a cluster and its kubelet runs.
 kubelet_joined() {
-  [[ -f /etc/kubernetes/kubelet.conf ]] && systemctl is-active --quiet kubelet
+  [[ -f $K8S_DIR/kubelet.conf ]] && systemctl is-active --quiet kubelet
 }
 
 # write_secret_file PATH PARAM : a root-only file from a base64 parameter.
 write_secret_file() {
   decode_param "$2" | write_if_changed "$1" 0600 || true
+}
+
+# may_install NAME VERSION : stamp_matches failed for NAME; may the caller install VERSION now?
+# Files changed under the same pins are put back at once, as ever. New pins on a node that runs
+# pods (joined) wait: the node's upgrade step drains it first and runs the install again with
+# NODE_DRAINED=1. Never with CHECK_ONLY=1, where the script only finds what it would install
+# (check_only_done ends it: status 3 when anything would be).
+PENDING=()
+may_install() {
+  if [[ ${STAMP_PINS:-other} == same ]]; then
+    [[ ${CHECK_ONLY:-0} != 1 ]]
+    return
+  fi
+  PENDING+=("$1 $2")
+  [[ ${CHECK_ONLY:-0} != 1 ]] || return 1
+  if [[ -f $K8S_DIR/kubelet.conf && ${NODE_DRAINED:-0} != 1 ]]; then
+    log "$1 $2 waits for this node's upgrade step: the node runs pods, it is drained first"
+    return 1
+  fi
+}
+check_only_done() {
+  [[ ${CHECK_ONLY:-0} == 1 ]] || return 0
+  ((${#PENDING[@]} == 0)) || { log "to install: ${PENDING[*]}"; exit 3; }
+  exit 0
+}
+
+# install_kube_binary NAME SHA256 : kubeadm, kubelet or kubectl of K8S_VERSION from K8S_BASE_URL
+# into PREFIX/bin, verified first (needs WORK); nothing when it is installed already.
+install_kube_binary() {
+  local binary=$1 digest=$2
+  if stamp_matches "$binary" "$digest" && [[ -x $PREFIX/bin/$binary ]]; then
+    return 0
+  fi
+  fetch_verified "$K8S_BASE_URL/v$K8S_VERSION/bin/linux/amd64/$binary" sha256 "$digest" \
+    "$WORK/$binary"
+  install_if_changed "$WORK/$binary" "$PREFIX/bin/$binary" 0755 || true
+  stamp_write "$binary" "$digest" "$PREFIX/bin/$binary"
+}
+
+# authorize_forced_command KEYS_FILE MARKER OPTIONS PUBLIC_KEY : KEYS_FILE lets PUBLIC_KEY in
+# with OPTIONS (restrict, from=, command=) only; the line marked MARKER is replaced, every
+# other key kept, and the file keeps its directory's owner.
+authorize_forced_command() {
+  local keys=$1 marker=$2 options=$3 public_key=$4 tmp
+  [[ $public_key =~ ^ssh-ed25519\ [A-Za-z0-9+/=]+$ ]] ||
+    die "the key for $marker is not one ssh-ed25519 public key"
+  [[ -f $keys ]] || die "$keys is missing (cloud-init writes it)"
+  tmp=$(mktemp)
+  grep -vF " $marker" "$keys" >"$tmp" || true
+  printf '%s %s %s\n' "$options" "$public_key" "$marker" >>"$tmp"
+  if install_if_changed "$tmp" "$keys" 0600; then
+    chown --reference="$(dirname "$keys")" "$keys"
+  fi
+  rm -f "$tmp"
+}
+
+# authorized_keys_of USER : the path of USER's authorized_keys (AUTHORIZED_KEYS in tests).
+authorized_keys_of() {
+  local home
+  if [[ -n ${AUTHORIZED_KEYS:-} ]]; then
+    printf '%s\n' "$AUTHORIZED_KEYS"
+    return
+  fi
+  home=$(getent passwd "$1" | cut -d: -f6) || die "no user $1"
+  printf '%s/.ssh/authorized_keys\n' "$home"
+}
+
+# helper_ssh PREFIX [REQUEST] : run the first control plane's program behind the key in
+# <PREFIX>_KEY_B64 (its forced command: REQUEST is all the program is told) as <PREFIX>_USER at
+# <PREFIX>_HOST, whose host key must be the one in <PREFIX>_KNOWN_HOSTS_B64 (needs WORK).
+helper_ssh() {
+  local helper=$1 host user
+  shift
+  require_params "${helper}_HOST" "${helper}_USER" "${helper}_KEY_B64" \
+    "${helper}_KNOWN_HOSTS_B64"
+  command -v ssh >/dev/null || die "ssh (openssh-client) is not installed; this step needs it"
+  host=${helper}_HOST user=${helper}_USER
+  (umask 077 && decode_param "${helper}_KEY_B64" >"$WORK/$helper.key")
+  decode_param "${helper}_KNOWN_HOSTS_B64" >"$WORK/$helper.known_hosts"
+  ssh -F /dev/null -i "$WORK/$helper.key" -o IdentitiesOnly=yes -o BatchMode=yes \
+    -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$WORK/$helper.known_hosts" \
+    -o GlobalKnownHostsFile=/dev/null -o ConnectTimeout=20 "${!user}@${!host}" "$@" </dev/null
 }

@@ -88,7 +88,7 @@ def stack_images(spec: ClusterSpec) -> list[str]:
               f"{cni.image_registry}/flannel:{cni.flannel_version}",
               f"{cni.image_registry}/flannel-cni-plugin:{cni.flannel_cni_plugin_version}",
               cni.network_policy_image]
-    if spec.ha:
+    if spec.uses_vip:
         images.append(f"{KUBE_VIP_REPOSITORY}:{spec.kube_vip_version}")
     if spec.enabled_sandboxes:
         images += [SAMPLE_IMAGE, PROOF_IMAGE]

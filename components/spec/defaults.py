@@ -24,6 +24,7 @@ DEFAULTS: dict[str, Any] = {
         "serviceCidr": "10.96.0.0/12",
         "clusterName": "sandboxed-k8s",
         "tokenTtl": "30m",
+        "drainTimeout": "10m",
         "podPidsLimit": 1024,
         "baseUrl": "https://dl.k8s.io/release",
         "kubeadmSha256": "6a2346006132f6e1ed0b5248e518098cf5abbce25bf11b8926fb1073091b83f4",

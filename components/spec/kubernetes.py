@@ -57,6 +57,8 @@ def read_kubernetes(c: Collector, raw: Any, defaults: Mapping[str, Any]) -> Kube
         leader_election=_leader_election(c, k8s["leaderElection"], defaults),
         api_client_timeout=_seconds(c, k8s["apiClientTimeout"], "kubernetes.apiClientTimeout"),
         pod_pids_limit=c.integer(k8s["podPidsLimit"], "kubernetes.podPidsLimit", 64, 4194304),
+        drain_timeout=c.string(k8s["drainTimeout"], "kubernetes.drainTimeout", TTL_RE,
+                               "a duration like 10m or 1h"),
     )
 
 

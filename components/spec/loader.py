@@ -21,13 +21,21 @@ from components.spec.runtimes import (
     read_node_runtimes,
 )
 from components.spec.tenants import read_tenants
+from components.spec.transitions import (
+    Deployed,
+    check_control_planes,
+    check_running_cluster,
+    read_deployed,
+)
 
 _LINUX_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
 
-def load(raw: Mapping[str, Any], stack: str) -> ClusterSpec:
-    """Validate the project's config (keys without the project prefix) into a ClusterSpec."""
+def load(raw: Mapping[str, Any], stack: str, deployed: Any = None) -> ClusterSpec:
+    """Validate the project's config (keys without the project prefix) into a ClusterSpec.
+    `deployed`: the previous `up`'s record (stack output `deployed`), None for a new stack."""
     c = Collector()
+    previous = read_deployed(c, deployed)
     top = c.section(raw, "", DEFAULTS)
 
     admin_user = c.string(top["adminUser"], "adminUser", _LINUX_USER, "a Linux user name")
@@ -63,7 +71,8 @@ def load(raw: Mapping[str, Any], stack: str) -> ClusterSpec:
     if tenants and not any(p.runtimes for p in pools):
         c.error("tenants", "tenant pods must run sandboxed, but no pool runs gvisor or kata")
 
-    control_plane = _check_pools(c, pools)
+    control_plane = _check_pools(c, pools,
+                                 previous if isinstance(previous, Deployed) else None)
     network = with_vip(c, network, raw_vip, control_plane)
     nodes = assign_nodes(c, network, pools, stack)
 
@@ -88,6 +97,9 @@ def load(raw: Mapping[str, Any], stack: str) -> ClusterSpec:
         tenants=tuple(tenants),
         mirrors=mirrors,
     )
+    check_running_cluster(c, spec, previous)
+    if c.problems:
+        raise ConfigError(c.problems)
     if mirrors.offline and (online := internet_fetches(spec)):
         raise ConfigError(["mirrors.offline: these would still come from the internet; name a "
                            "mirror (mirrors.files, mirrors.registry, mirrors.apt, "
@@ -96,7 +108,8 @@ def load(raw: Mapping[str, Any], stack: str) -> ClusterSpec:
     return spec
 
 
-def _check_pools(c: Collector, pools: Sequence[PoolSpec]) -> PoolSpec | None:
+def _check_pools(c: Collector, pools: Sequence[PoolSpec],
+                 previous: Deployed | None) -> PoolSpec | None:
     """Cluster-wide rules over the pools; the control-plane pool when there is exactly one."""
     seen: set[str] = set()
     for p in pools:
@@ -112,12 +125,11 @@ def _check_pools(c: Collector, pools: Sequence[PoolSpec]) -> PoolSpec | None:
     if not control_planes:
         return None
     cp = control_planes[0]
-    if cp.count % 2 == 0:
-        c.error(f"pools[{cp.name}].count", f"{cp.count} control planes cannot keep etcd "
-                                           "quorum; use 1, or 3/5/7 for HA")
+    check_control_planes(c, cp, previous)
     return cp
 
 
-def from_pulumi_config(get: Callable[[str], Any], keys: Sequence[str], stack: str) -> ClusterSpec:
+def from_pulumi_config(get: Callable[[str], Any], keys: Sequence[str], stack: str,
+                       deployed: Any = None) -> ClusterSpec:
     """Build the raw mapping from a config getter (object values parsed) and validate it."""
-    return load({k: get(k) for k in keys}, stack)
+    return load({k: get(k) for k in keys}, stack, deployed)

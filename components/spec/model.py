@@ -125,6 +125,8 @@ class KubernetesSpec:
     api_client_timeout: int | None = None
     # KubeletConfiguration podPidsLimit: a fork bomb in one pod cannot exhaust the node's PIDs.
     pod_pids_limit: int = 1024
+    # How long a node leaving the cluster (or being upgraded) may take to drain.
+    drain_timeout: str = "10m"
 
     @property
     def minor(self) -> str:
@@ -303,12 +305,14 @@ class ClusterSpec:
         return tuple(n for n in self.nodes if not n.pool.is_control_plane)
 
     @property
-    def ha(self) -> bool:
-        return self.control_plane_pool.count > 1
+    def uses_vip(self) -> bool:
+        """The API server is reached through a virtual IP (kube-vip): every HA stack, and one
+        shrunk from HA to a single control plane (its endpoint never changes)."""
+        return self.network.control_plane_vip is not None
 
     @property
     def control_plane_endpoint(self) -> str:
-        host = self.network.control_plane_vip if self.ha else self.control_plane_nodes[0].ip
+        host = self.network.control_plane_vip or self.control_plane_nodes[0].ip
         return f"{host}:6443"
 
     @property

@@ -77,8 +77,9 @@ def check_disjoint(c: Collector, ranges: Mapping[str, ipaddress.IPv4Network]) ->
 
 def with_vip(c: Collector, network: NetworkSpec, raw_vip: Any,
              control_plane: PoolSpec | None) -> NetworkSpec:
-    """HA control planes need a VIP in the node network; a single one uses its own address."""
-    if control_plane is None or control_plane.count <= 1:
+    """HA control planes need a VIP in the node network; a single one uses its own address,
+    or the VIP when one is set (a cluster shrunk from HA keeps its endpoint)."""
+    if control_plane is None or (control_plane.count <= 1 and raw_vip is None):
         return network
     if raw_vip is None:
         c.error("network.controlPlaneVip", "is required for HA (more than one control plane): "

@@ -46,7 +46,9 @@ class ClusterPlan:
 
 def cluster_plan(config: Mapping[str, Any], stack: str) -> ClusterPlan:
     graph = run_program(config, stack, mocks=RealTlsProviders())
-    commands = sorted(graph.of_type(REMOTE_COMMAND), key=lambda r: r.name)
+    # Node removal steps run only when deleted (a node leaving): nothing to run here.
+    commands = sorted((r for r in graph.of_type(REMOTE_COMMAND) if "create" in r.inputs),
+                      key=lambda r: r.name)
     names = {r.urn: r.name for r in commands}
     waits = {r.name: frozenset(names[u] for u in graph.ancestors(r.urn) if u in names)
              for r in commands}

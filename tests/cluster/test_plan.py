@@ -16,10 +16,10 @@ def dev_plan() -> ClusterPlan:
 def test_every_step_comes_after_what_it_waits_for() -> None:
     plan = dev_plan()
     position = {s.name: i for i, s in enumerate(plan.steps)}
-    assert len(position) == 23  # 7 per node, gVisor on worker1, the token
+    assert len(position) == 27  # 7 per node and its upgrade, gVisor on worker1, two helpers
     for step in plan.steps:
         assert all(position[w] < position[step.name] for w in plan.waits[step.name]), step.name
-    assert position["master-kubeadm-init"] < position["master-bootstrap-token"] < \
+    assert position["master-kubeadm-init"] < position["master-token-issuer"] < \
         position["worker1-kubeadm-join"]
     assert position["worker1-containerd-config"] < position["worker1-kubeadm-join"]
 

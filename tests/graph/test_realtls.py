@@ -77,3 +77,15 @@ def test_ssh_identities_are_real_key_pairs(tmp_path: Path) -> None:
     host_public = subprocess.run(["ssh-keygen", "-y", "-f", str(host_private)],
                                  capture_output=True, text=True, check=True).stdout.split()[:2]
     assert user_data["ssh_keys"]["ed25519_public"].split()[:2] == host_public
+
+
+def test_the_join_key_is_the_pair_the_token_issuer_authorizes(tmp_path: Path) -> None:
+    graph = real_graph()
+    join = script_params(command(graph, "worker1-kubeadm-join"))
+    private = tmp_path / "join"
+    private.write_bytes(base64.b64decode(join["TOKEN_ISSUER_KEY_B64"]))
+    private.chmod(0o600)
+    derived = subprocess.run(["ssh-keygen", "-y", "-f", str(private)], capture_output=True,
+                             text=True, check=True).stdout.split()[:2]
+    issuer = script_params(command(graph, "master-token-issuer"))
+    assert issuer["ISSUER_PUBLIC_KEY"].split() == derived

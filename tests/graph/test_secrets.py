@@ -7,7 +7,7 @@ from typing import Any
 from tests.graph.harness import Graph, fake_state, is_secret
 
 COMMAND = "command:remote:Command"
-SENSITIVE_STEPS = ("-kubeadm-init", "-kubeadm-join", "-bootstrap-token")
+SENSITIVE_STEPS = ("-kubeadm-init", "-kubeadm-join")
 
 
 def secret_values(graph: Graph) -> list[str]:
