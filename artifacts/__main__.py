@@ -15,11 +15,11 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 
-from components.spec import ConfigError
 from components.spec.artifacts import Fetch, stack_fetches
 
 # Stack files are read by components.spec.stack_file; its names stay importable from here.
 from components.spec.stack_file import STACKS_DIR as STACKS_DIR
+from components.spec.stack_file import load_stack_argument
 from components.spec.stack_file import load_stack_file as load_stack_file
 from components.spec.stack_file import project_config as project_config
 from components.spec.stack_file import stack_file as stack_file
@@ -50,14 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--internet-only", action="store_true",
                         help="only what would still come from the internet; exit 1 if any")
     args = parser.parse_args(argv)
-    path = stack_file(args.stack)
-    try:
-        spec = load_stack_file(path)
-    except OSError as err:
-        print(f"cannot read stack file {path}: {err.strerror}", file=sys.stderr)
-        return 2
-    except ConfigError as err:
-        print(f"{path}: {err}", file=sys.stderr)
+    spec = load_stack_argument(args.stack)
+    if spec is None:
         return 2
     fetches = stack_fetches(spec)
     if args.internet_only:

@@ -14,8 +14,8 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from components.spec import ClusterSpec, ConfigError
-from components.spec.stack_file import load_stack_file, stack_file
+from components.spec import ClusterSpec
+from components.spec.stack_file import load_stack_argument
 
 # Executables, any one of which will do -> why it is needed and where it comes from.
 REQUIRED_TOOLS: Mapping[tuple[str, ...], str] = {
@@ -79,14 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "Read by tools/check-hypervisor --stack.")
     parser.add_argument("stack", help="a stack name (stacks/Pulumi.<name>.yaml) or stack file")
     args = parser.parse_args(argv)
-    path = stack_file(args.stack)
-    try:
-        spec = load_stack_file(path)
-    except OSError as err:
-        print(f"cannot read stack file {path}: {err.strerror}", file=sys.stderr)
-        return 2
-    except ConfigError as err:
-        print(f"{path}: {err}", file=sys.stderr)
+    spec = load_stack_argument(args.stack)
+    if spec is None:
         return 2
     for needs in hypervisor_needs(spec):
         print(needs.line())

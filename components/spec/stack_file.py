@@ -3,6 +3,7 @@ validated exactly as `pulumi up` validates the stack's config."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import yaml
 
 from components.spec.loader import load
-from components.spec.model import PROJECT, ClusterSpec
+from components.spec.model import PROJECT, ClusterSpec, ConfigError
 
 STACKS_DIR = Path(__file__).resolve().parents[2] / "stacks"
 
@@ -40,3 +41,16 @@ def load_stack_file(path: Path) -> ClusterSpec:
     """Raises OSError for an unreadable file, ConfigError for an invalid configuration."""
     document = yaml.safe_load(path.read_text()) or {}
     return load(project_config(document), stack_name(path))
+
+
+def load_stack_argument(stack: str) -> ClusterSpec | None:
+    """The spec of a command's STACK argument, or None after printing on stderr why it cannot
+    be read (every configuration problem): such commands then exit 2."""
+    path = stack_file(stack)
+    try:
+        return load_stack_file(path)
+    except OSError as err:
+        print(f"cannot read stack file {path}: {err.strerror}", file=sys.stderr)
+    except ConfigError as err:
+        print(f"{path}: {err}", file=sys.stderr)
+    return None
