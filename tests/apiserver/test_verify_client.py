@@ -96,6 +96,13 @@ def test_verify_command_with_kubeconfig_from_the_environment(applied: AppliedSta
                                                              tmp_path: Path) -> None:
     """The command end to end, kubeconfig from $KUBECONFIG, JSON out. Nothing runs pods here,
     so the proof and probe rows are ERROR; the rest must pass."""
+    def live_labelled_pods() -> set[str]:  # other tests' pods on this server carry it too
+        pods = applied.kubectl.get("pods", "-A", "-l",
+                                   "app.kubernetes.io/managed-by=sandboxed-k8s-verify")["items"]
+        return {f'{p["metadata"]["namespace"]}/{p["metadata"]["name"]}' for p in pods
+                if not p["metadata"].get("deletionTimestamp")}
+
+    before = live_labelled_pods()
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
            "KUBECONFIG": f"{tmp_path / 'missing'}:{applied.plane.kubeconfig}"}
     done = subprocess.run([sys.executable, "-m", "verify", "-o", "json", "--timeout", "2"],
@@ -110,7 +117,4 @@ def test_verify_command_with_kubeconfig_from_the_environment(applied: AppliedSta
     assert {results[n] for n in handlers + admission} == {"PASS"}, results
     assert doc["summary"]["ERROR"] == len(results) - len(handlers) - len(admission)
     assert doc["summary"]["FAIL"] == 0
-    pods = applied.kubectl.get("pods", "-A", "-l",
-                               "app.kubernetes.io/managed-by=sandboxed-k8s-verify")["items"]
-    assert [p["metadata"]["name"] for p in pods
-            if not p["metadata"].get("deletionTimestamp")] == []
+    assert live_labelled_pods() - before == set()  # verify's own probe pods are gone
