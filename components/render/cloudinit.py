@@ -32,7 +32,7 @@ RUNCMD = "\n".join([
     "done",
     'if [ -n "$missing" ]; then',
     "  apt-get update -q",
-    "  DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing",
+    "  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing",
     "fi",
     f"modprobe -a {' '.join(KERNEL_MODULES)}",
     "sysctl --system",

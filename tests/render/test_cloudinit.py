@@ -70,7 +70,9 @@ def test_runcmd_installs_only_missing_packages(tmp_path: Path) -> None:
         stub.chmod(0o755)
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
     subprocess.run(["sh", "-ec", package_part], env=env, check=True)
-    assert log.read_text().splitlines() == ["update -q", "install -y -q curl socat"]
+    # Only what the node steps call: no recommended packages pulled in besides.
+    assert log.read_text().splitlines() == [
+        "update -q", "install -y -q --no-install-recommends curl socat"]
     (bin_dir / "dpkg-query").write_text('#!/bin/sh\necho "install ok installed"\n')
     log.unlink()
     subprocess.run(["sh", "-ec", package_part], env=env, check=True)
