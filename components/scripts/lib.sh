@@ -234,17 +234,24 @@ install_kube_binary() {
 # with OPTIONS (restrict, from=, command=) only; the line marked MARKER is replaced, every
 # other key kept, and the file keeps its directory's owner.
 authorize_forced_command() {
-  local keys=$1 marker=$2 options=$3 public_key=$4 tmp
+  local keys=$1 marker=$2 options=$3 public_key=$4 tmp lock
   [[ $public_key =~ ^ssh-ed25519\ [A-Za-z0-9+/=]+$ ]] ||
     die "the key for $marker is not one ssh-ed25519 public key"
   [[ -f $keys ]] || die "$keys is missing (cloud-init writes it)"
+  # Steps run at the same time on one node (the token issuer and the maintenance helper): each
+  # reads, edits and replaces the file, so without the lock one loses the other's key.
+  lock=${AUTHORIZED_KEYS:+$AUTHORIZED_KEYS.lock}
+  exec {lock_fd}>"${lock:-/run/sandboxed-k8s-authorized-keys.lock}"
+  flock "$lock_fd"
   tmp=$(mktemp)
-  grep -vF " $marker" "$keys" >"$tmp" || true
+  # Every line but the one this marker ends (a marker may be the prefix of another).
+  awk -v end=" $marker" 'substr($0, length($0) - length(end) + 1) != end' "$keys" >"$tmp"
   printf '%s %s %s\n' "$options" "$public_key" "$marker" >>"$tmp"
   if install_if_changed "$tmp" "$keys" 0600; then
     chown --reference="$(dirname "$keys")" "$keys"
   fi
   rm -f "$tmp"
+  exec {lock_fd}>&-
 }
 
 # authorized_keys_of USER : the path of USER's authorized_keys (AUTHORIZED_KEYS in tests).
