@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components.render import guardrails as render
 from components.spec import ClusterSpec
+
+SKIP_AWAIT = "pulumi.com/skipAwait"
 
 
 def denied_egress(spec: ClusterSpec) -> list[str]:
@@ -73,7 +76,11 @@ class TenantGuardrails(pulumi.ComponentResource):
                     metadata=network_policy["metadata"], spec=network_policy["spec"],
                     opts=inside)
             quota = render.resource_quota(tenant)
-            k8s.core.v1.ResourceQuota(f"{tenant.name}-quota", metadata=quota["metadata"],
+            # pulumi-kubernetes gives a quota one fixed minute to show its status, which a
+            # loaded controller-manager misses (a real `up` failed so). Not waiting is safe:
+            # until the status is there, quota admission refuses the namespace's pods.
+            quota_metadata: Any = {**quota["metadata"], "annotations": {SKIP_AWAIT: "true"}}
+            k8s.core.v1.ResourceQuota(f"{tenant.name}-quota", metadata=quota_metadata,
                                       spec=quota["spec"], opts=inside)
             limits = render.limit_range(tenant)
             k8s.core.v1.LimitRange(f"{tenant.name}-limits", metadata=limits["metadata"],

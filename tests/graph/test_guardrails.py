@@ -108,3 +108,12 @@ def test_worker_joins_carry_no_control_plane_secrets(graph: Graph) -> None:
         if r.name.endswith("-kubeadm-join") and script_params(r).get("CONTROL_PLANE") == "0":
             params = script_params(r)
             assert not {"CA_KEY_B64", "ENCRYPTION_CONFIG_B64", "SA_KEY_B64"} & set(params)
+
+
+def test_quotas_are_not_awaited(graph: Graph) -> None:
+    # pulumi-kubernetes allows a quota's status one fixed minute; quota admission refuses the
+    # namespace's pods until the status exists, so skipping the wait opens nothing.
+    quotas = graph.of_type("kubernetes:core/v1:ResourceQuota")
+    assert quotas
+    for quota in quotas:
+        assert quota.inputs["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}
