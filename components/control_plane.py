@@ -105,23 +105,27 @@ class ControlPlane(pulumi.ComponentResource):
         # token step with unchanged inputs does not). The issuer's key can run nothing else.
         issuer = render_invocation("issue-join-token.sh",
                                    {"TOKEN_TTL": spec.kubernetes.token_ttl})
-        self.token_issuer = script_step(
-            f"{node.name}-token-issuer", "token-issuer.sh", args.connection,
-            {"ISSUER_PUBLIC_KEY": pulumi.Output.from_input(args.join_token_public_key).apply(
-                str.strip),
-             "ADMIN_USER": spec.admin_user, "ALLOWED_FROM": str(spec.network.cidr)},
-            files={"ISSUER": issuer}, machine_id=args.machine_id, parent=self,
-            depends_on=[self.init])
+        self.token_issuer = self._behind_own_key(args, "token-issuer", "ISSUER", issuer,
+                                                 args.join_token_public_key)
         # Workers hold no admin credentials: their upgrade step has this helper drain and
         # uncordon them (the node it acts on is the caller's address; no other).
         nodes = "".join(f"{n.ip} {n.name}\n" for n in spec.worker_nodes)
         helper = render_invocation("node-maintenance.sh", {
             "NODES_B64": b64(nodes), "DRAIN_TIMEOUT": spec.kubernetes.drain_timeout})
-        self.maintenance_helper = script_step(
-            f"{node.name}-maintenance-helper", "maintenance-helper.sh", args.connection,
-            {"HELPER_PUBLIC_KEY": pulumi.Output.from_input(args.maintenance_public_key).apply(
-                str.strip),
-             "ADMIN_USER": spec.admin_user, "ALLOWED_FROM": str(spec.network.cidr)},
-            files={"HELPER": helper}, machine_id=args.machine_id, parent=self,
-            depends_on=[self.init])
+        self.maintenance_helper = self._behind_own_key(args, "maintenance-helper", "HELPER",
+                                                       helper, args.maintenance_public_key)
         self.register_outputs({"endpoint": spec.control_plane_endpoint})
+
+    def _behind_own_key(self, args: ControlPlaneArgs, step: str, prefix: str,
+                        program: pulumi.Input[str],
+                        public_key: pulumi.Input[str]) -> remote.Command:
+        """`<step>.sh` installs `program` on the first control plane behind an SSH key that may
+        run it alone, from the node network only (parameters `<PREFIX>_PUBLIC_KEY`, file
+        `<PREFIX>`)."""
+        spec = args.spec
+        return script_step(
+            f"{args.node.name}-{step}", f"{step}.sh", args.connection,
+            {f"{prefix}_PUBLIC_KEY": pulumi.Output.from_input(public_key).apply(str.strip),
+             "ADMIN_USER": spec.admin_user, "ALLOWED_FROM": str(spec.network.cidr)},
+            files={prefix: program}, machine_id=args.machine_id, parent=self,
+            depends_on=[self.init])
