@@ -30,6 +30,17 @@ CNI_CONFIG = {
 }
 
 
+def api_server_env(spec: ClusterSpec) -> list[dict[str, str]]:
+    """The API server's own address for the pod network's agents, in place of the `kubernetes`
+    Service's, which kube-proxy translates only once it runs and has synced: the agents that
+    build the pod network must not wait for Service routing (on a loaded node, Flannel
+    crash-looped on `10.96.0.1:443: network is unreachable` until its DaemonSet timed out).
+    Set in the container, these override the Service variables the kubelet injects."""
+    host, _, port = spec.control_plane_endpoint.rpartition(":")
+    return [{"name": "KUBERNETES_SERVICE_HOST", "value": host},
+            {"name": "KUBERNETES_SERVICE_PORT", "value": port}]
+
+
 @dataclass(frozen=True)
 class PodNetworkArgs:
     spec: ClusterSpec
@@ -128,6 +139,8 @@ class PodNetwork(pulumi.ComponentResource):
                                         field_ref=k8s.core.v1.ObjectFieldSelectorArgs(
                                             field_path="metadata.namespace"))),
                                 k8s.core.v1.EnvVarArgs(name="EVENT_QUEUE_DEPTH", value="5000"),
+                                *(k8s.core.v1.EnvVarArgs(name=env["name"], value=env["value"])
+                                  for env in api_server_env(spec)),
                             ],
                             volume_mounts=[
                                 mount(name="run", mount_path="/run/flannel"),
@@ -205,7 +218,8 @@ class PodNetwork(pulumi.ComponentResource):
                                  "--fail-open=false", "--disable-nri=false",
                                  "--strict-mode=true", "--v=2"],
                         "env": [{"name": "MY_NODE_NAME", "valueFrom": {
-                            "fieldRef": {"fieldPath": "spec.nodeName"}}}],
+                            "fieldRef": {"fieldPath": "spec.nodeName"}}},
+                                *api_server_env(spec)],
                         "resources": {"requests": {"cpu": "50m", "memory": "50Mi"}},
                         "securityContext": {"privileged": True, "capabilities": {
                             "add": ["NET_ADMIN"]}},
