@@ -30,6 +30,9 @@ class ClusterPlan:
     graph: Graph
     steps: tuple[RemoteStep, ...]  # in an order that respects the program's dependencies
     waits: Mapping[str, frozenset[str]]  # step -> the steps it transitively waits for
+    # Node removal steps (`<first>-remove-<node>`), which run only when a node leaves: their
+    # `delete` command in `create`, as the engine would run it.
+    removals: Mapping[str, RemoteStep]
 
     @property
     def kubeconfig(self) -> str:
@@ -46,7 +49,10 @@ class ClusterPlan:
 
 def cluster_plan(config: Mapping[str, Any], stack: str) -> ClusterPlan:
     graph = run_program(config, stack, mocks=RealTlsProviders())
-    # Node removal steps run only when deleted (a node leaving): nothing to run here.
+    removals = {r.name: RemoteStep(r.name, r.inputs["connection"]["host"],
+                                   str(r.inputs["delete"]), str(r.inputs["stdin"]))
+                for r in graph.of_type(REMOTE_COMMAND)
+                if "create" not in r.inputs and "delete" in r.inputs}
     commands = sorted((r for r in graph.of_type(REMOTE_COMMAND) if "create" in r.inputs),
                       key=lambda r: r.name)
     names = {r.urn: r.name for r in commands}
@@ -55,4 +61,4 @@ def cluster_plan(config: Mapping[str, Any], stack: str) -> ClusterPlan:
     steps = tuple(RemoteStep(r.name, r.inputs["connection"]["host"], str(r.inputs["create"]),
                              str(r.inputs["stdin"]))
                   for r in graph.in_dependency_order(commands))
-    return ClusterPlan(graph, steps, waits)
+    return ClusterPlan(graph, steps, waits, removals)

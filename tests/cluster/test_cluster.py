@@ -174,3 +174,28 @@ def test_verify_passes_every_row(cluster: Cluster) -> None:
     report = json.loads(result.stdout)
     failed = [c for c in report["checks"] if c["result"] != "PASS"]
     assert result.returncode == 0 and report["checks"] and not failed, failed or result.stderr
+
+
+def test_removing_the_worker_drains_it_and_deletes_its_node(cluster: Cluster) -> None:
+    """What `pulumi up` runs when a worker leaves its pool: the removal step's `delete` on the
+    first control plane. Run twice: a second run finds the node gone and succeeds."""
+    removal = cluster.plan.removals["master-remove-worker1"]
+    for attempt in ("first", "again"):
+        with timed(f"removal of worker1 ({attempt})"):
+            result = cluster.vms["master"].run(removal.create, stdin=removal.stdin.encode(),
+                                               check=False, timeout=STEP_TIMEOUT_S)
+        assert result.rc == 0, f"{attempt}: {result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    nodes = json.loads(cluster.kubectl_run("get", "nodes", "-o", "json").stdout)["items"]
+    assert [n["metadata"]["name"] for n in nodes] == ["master"]
+    # Its DaemonSet pods go with the Node object (the pod garbage collector, within a minute).
+    deadline = time.monotonic() + 600
+    while True:
+        pods = json.loads(cluster.kubectl_run("get", "pods", "-A", "-o", "json").stdout)
+        left = [p["metadata"]["name"] for p in pods["items"]
+                if p["spec"].get("nodeName") == "worker1"]
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(10)
+    assert not left, f"pods still bound to worker1: {left}"
+    cluster.wait_for("node master", '{.status.conditions[?(@.type=="Ready")].status}', "True",
+                     timeout=600)

@@ -30,3 +30,12 @@ def test_steps_go_to_their_nodes_with_real_credentials() -> None:
     assert hosts == {"master": "10.17.0.10", "worker1": "10.17.0.11", "worker2": "10.17.0.12"}
     assert plan.admin_private_key.startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
     assert "certificate-authority-data" in plan.kubeconfig
+
+
+def test_removal_steps_run_on_the_first_control_plane() -> None:
+    plan = dev_plan()
+    assert set(plan.removals) == {"master-remove-worker1", "master-remove-worker2"}
+    removal = plan.removals["master-remove-worker1"]
+    assert removal.host == "10.17.0.10"
+    assert "export NODE_NAME=worker1\n" in removal.stdin
+    assert "export CONTROL_PLANE=0\n" in removal.stdin
