@@ -3,16 +3,19 @@ and certificates) run step by step on two VMs that share a bridge in a network n
 test creates, every artifact from the lab mirror served on that bridge. kubeadm init on
 `master`, join of the gVisor worker `worker1`; then the graph's Kubernetes objects are
 server-side applied in dependency order, Flannel and the policy enforcer run, `nginx-gvisor`
-runs under gVisor, the proof Jobs succeed and `python -m verify` passes every row.
+runs under gVisor, the proof Jobs succeed and `python -m verify` passes every row. Then day
+two: the worker's removal step takes it out of the cluster, and its join, run again after
+every bootstrap token was deleted, brings it back with a fresh one.
 
-Marker `cluster` (with `slow` and `vm`): `tools/test -m cluster tests/cluster`. The tests share
-one cluster and run in file order; each stage's duration is printed at the end.
+Markers `cluster`, `slow` and `vm`; alone: `tools/test -m cluster tests/cluster`. The tests
+share one cluster and run in file order; each stage's duration is printed at the end.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -199,3 +202,40 @@ def test_removing_the_worker_drains_it_and_deletes_its_node(cluster: Cluster) ->
     assert not left, f"pods still bound to worker1: {left}"
     cluster.wait_for("node master", '{.status.conditions[?(@.type=="Ready")].status}', "True",
                      timeout=600)
+
+
+TOKEN = "^[a-z0-9]{6}\\.[a-z0-9]{16}"  # a bootstrap token, first in its row of `kubeadm token list`
+
+
+def tokens(vm: BootedVM) -> list[str]:
+    listed = vm.run("sudo -n kubeadm token list").stdout
+    return [line.split()[0] for line in listed.splitlines() if re.match(TOKEN, line)]
+
+
+def test_the_removed_worker_joins_again_after_every_token_expired(cluster: Cluster) -> None:
+    """A join run again long after the last `up` (every bootstrap token gone) gets a fresh
+    token from the first control plane's issuer; the node comes back with its pool's runtime
+    label and runs gVisor pods again."""
+    master, worker = cluster.vms["master"], cluster.vms["worker1"]
+    master.run(f"sudo -n kubeadm token list | grep -oE '{TOKEN}' "
+               "| xargs -r sudo -n kubeadm token delete")
+    assert not tokens(master)
+    worker.run("sudo -n kubeadm reset --force")
+    (join,) = [s for s in cluster.plan.steps if s.name == "worker1-kubeadm-join"]
+    with timed("join of worker1 again, every token expired"):
+        result = worker.run(join.create, stdin=join.stdin.encode(), check=False,
+                            timeout=STEP_TIMEOUT_S)
+    assert result.rc == 0, f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    assert tokens(master)  # issued for this join
+    TIMINGS["worker1 Ready again"] = cluster.wait_for(
+        "node worker1", '{.status.conditions[?(@.type=="Ready")].status}', "True")
+    label = cluster.kubectl_run("get", "node", "worker1", "-o",
+                                r"jsonpath={.metadata.labels.runtime\.sandboxed-k8s\.io/gvisor}")
+    assert label.stdout == "true"
+    (pod,) = [r for r in kubernetes_objects(cluster.plan.graph)
+              if r.type == "kubernetes:core/v1:Pod" and r.inputs["metadata"]["name"]
+              == "nginx-gvisor"]
+    cluster.kubectl_run("apply", "--server-side", "--field-manager=sandboxed-k8s", "-f", "-",
+                        stdin=json.dumps(manifest(pod)))
+    TIMINGS["nginx-gvisor Running again"] = cluster.wait_for(
+        "pod nginx-gvisor", "{.status.phase}", "Running")
