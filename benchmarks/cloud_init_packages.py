@@ -183,7 +183,7 @@ def make_guest(image: VMImage, keys: Path, mirror: str, security_mirror: str) ->
 def boot_once(guest: Guest, variant: str, proxy: apt_proxy.AptProxy, workdir: Path,
               raw: Path | None, label: str) -> Boot:
     """Boot, wait for cloud-init, fail unless it finished cleanly, read its own timings."""
-    fetched_before = proxy.snapshot().fetched
+    fetched_at_start = proxy.snapshot().fetched
     with boot_vm(guest.image, guest.user_data[variant], admin_user=ADMIN,
                  private_key=guest.admin_key, host_public_key=guest.node.host_key_ed25519_public,
                  meta_data=render_meta_data(f"sk8s-bench-{time.time_ns()}", HOSTNAME),
@@ -210,7 +210,7 @@ def boot_once(guest: Guest, variant: str, proxy: apt_proxy.AptProxy, workdir: Pa
                              f"\n{blame}")
     return Boot(variant, ssh_ready, ssh_ready + waited, totals[0], package,
                 module_seconds(records[0], RUNCMD_MODULE),
-                proxy.snapshot().fetched - fetched_before, load_average())
+                proxy.snapshot().fetched - fetched_at_start, load_average())
 
 
 def run(args: argparse.Namespace, log: Callable[[str], None]) -> list[Boot]:
