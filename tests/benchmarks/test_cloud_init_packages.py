@@ -215,7 +215,8 @@ def test_upstream_missing_files_are_not_cached(proxy: apt_proxy.AptProxy,
 def test_paths_outside_the_two_archives_are_refused(proxy: apt_proxy.AptProxy,
                                                     path: str) -> None:
     assert get(proxy, path)[0] == 403
-    assert proxy.snapshot().fetched == 0
+    counts = proxy.snapshot()
+    assert (counts.refused, counts.fetched) == (1, 0)
 
 
 def test_the_archive_path_of_a_request() -> None:
