@@ -128,6 +128,16 @@ def render_user_data(node: NodeCloudInit) -> str:
     return "#cloud-config\n" + _dump(document)
 
 
+# Only the suites the node's packages come from: Debian's own template for a mirror also
+# lists deb-src and -backports, which a site's mirror need not carry (a missing suite fails
+# `apt-get update`) and which cost every update their indexes.
+APT_SOURCES_LIST = """\
+deb $PRIMARY $RELEASE main
+deb $PRIMARY $RELEASE-updates main
+deb $SECURITY $RELEASE-security main
+"""
+
+
 def _apt_sources(node: NodeCloudInit) -> dict[str, object]:
     """The image's sources replaced by the mirrors (so no package request leaves the site)."""
     apt: dict[str, object] = {}
@@ -137,6 +147,7 @@ def _apt_sources(node: NodeCloudInit) -> dict[str, object]:
         apt["security"] = [{"arches": ["default"], "uri": node.apt_security_mirror}]
     if apt:
         apt["preserve_sources_list"] = False
+        apt["sources_list"] = _Literal(APT_SOURCES_LIST)
     return apt
 
 

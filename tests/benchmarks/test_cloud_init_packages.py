@@ -236,6 +236,7 @@ def test_the_archive_path_of_a_request() -> None:
 
 @pytest.mark.slow
 @pytest.mark.vm
+@pytest.mark.archive  # its "before" boot's apt goes through the proxy to Debian's archive
 def test_one_run_boots_each_variant_once(capsys: pytest.CaptureFixture[str]) -> None:
     assert cloud_init_packages.main(["--runs", "1", "--no-warm-up"]) == 0
     out = capsys.readouterr().out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 import yaml
 
 from components.render.cloudinit import (
+    APT_SOURCES_LIST,
     KERNEL_MODULES,
     PACKAGES,
     SYSCTLS,
@@ -86,7 +88,31 @@ def test_apt_mirrors_replace_the_images_sources() -> None:
         "primary": [{"arches": ["default"], "uri": "http://10.19.0.1:8080/debian"}],
         "security": [{"arches": ["default"], "uri": "http://10.19.0.1:8080/debian-security"}],
         "preserve_sources_list": False,
+        "sources_list": APT_SOURCES_LIST,
     }
+
+
+@pytest.mark.skipif(shutil.which("cloud-init") is None, reason="needs Debian's cloud-init")
+def test_apt_sources_list_names_only_the_suites_packages_come_from() -> None:
+    """As cloud-init's own templater fills it in on a bookworm node (no deb-src, no
+    backports: a site's mirror need not carry them)."""
+    apt = yaml.safe_load(render_user_data(MIRRORED))["apt"]
+    params = {"RELEASE": "bookworm", "codename": "bookworm",
+              "MIRROR": "http://10.19.0.1:8080/debian",
+              "PRIMARY": "http://10.19.0.1:8080/debian",
+              "SECURITY": "http://10.19.0.1:8080/debian-security"}
+    # Debian's cloud-init (the nodes' own) is installed for the system Python, not the venv.
+    rendered = subprocess.run(
+        ["/usr/bin/python3", "-c", "import json, sys; from cloudinit import templater; "
+         "doc = json.load(sys.stdin); "
+         "print(templater.render_string(doc['text'], doc['params']), end='')"],
+        input=json.dumps({"text": apt["sources_list"], "params": params}),
+        capture_output=True, text=True, check=True).stdout
+    assert rendered.splitlines() == [
+        "deb http://10.19.0.1:8080/debian bookworm main",
+        "deb http://10.19.0.1:8080/debian bookworm-updates main",
+        "deb http://10.19.0.1:8080/debian-security bookworm-security main",
+    ]
 
 
 def test_network_config_is_static() -> None:
