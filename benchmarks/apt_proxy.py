@@ -22,9 +22,10 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+
+from tests.vm.releases import serving
 
 UPSTREAM = "http://deb.debian.org"
 ARCHIVES = ("debian", "debian-security")
@@ -165,16 +166,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
 
 
-@contextlib.contextmanager
 def serve(cache_dir: Path = DEFAULT_CACHE, *, upstream: str = UPSTREAM,
-          host: str = "127.0.0.1") -> Iterator[AptProxy]:
+          host: str = "127.0.0.1") -> contextlib.AbstractContextManager[AptProxy]:
     """Run an AptProxy on `host` (an ephemeral port) until the block ends."""
-    proxy = AptProxy(cache_dir, upstream=upstream, host=host)
-    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield proxy
-    finally:
-        proxy.shutdown()
-        proxy.server_close()
-        thread.join(timeout=10)
+    return serving(AptProxy(cache_dir, upstream=upstream, host=host))

@@ -191,15 +191,8 @@ def test_removing_the_worker_drains_it_and_deletes_its_node(cluster: Cluster) ->
     nodes = json.loads(cluster.kubectl_run("get", "nodes", "-o", "json").stdout)["items"]
     assert [n["metadata"]["name"] for n in nodes] == ["master"]
     # Its DaemonSet pods go with the Node object (the pod garbage collector, within a minute).
-    deadline = time.monotonic() + 600
-    while True:
-        pods = json.loads(cluster.kubectl_run("get", "pods", "-A", "-o", "json").stdout)
-        left = [p["metadata"]["name"] for p in pods["items"]
-                if p["spec"].get("nodeName") == "worker1"]
-        if not left or time.monotonic() > deadline:
-            break
-        time.sleep(10)
-    assert not left, f"pods still bound to worker1: {left}"
+    cluster.wait_for("pods -A --field-selector spec.nodeName=worker1",
+                     "{.items[*].metadata.name}", "", timeout=600)
     cluster.wait_for("node master", '{.status.conditions[?(@.type=="Ready")].status}', "True",
                      timeout=600)
 

@@ -26,12 +26,14 @@ import io
 import os
 import re
 import shutil
+import socketserver
 import subprocess
 import tarfile
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 GUEST_HOST_ADDRESS = "10.0.2.2"  # the host's loopback as seen from a qemu user-mode guest
 DEBIAN_RUNC = Path("/usr/sbin/runc")
@@ -257,10 +259,12 @@ class RecordingServer(http.server.ThreadingHTTPServer):
             return len(self.requests)
 
 
+Server = TypeVar("Server", bound=socketserver.BaseServer)
+
+
 @contextlib.contextmanager
-def serve(root: Path) -> Iterator[RecordingServer]:
-    """Serve `root` on 127.0.0.1 (an ephemeral port) until the block ends."""
-    server = RecordingServer(root)
+def serving(server: Server) -> Iterator[Server]:
+    """Run `server` in a thread until the block ends, then stop and close it."""
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -269,3 +273,8 @@ def serve(root: Path) -> Iterator[RecordingServer]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+def serve(root: Path) -> contextlib.AbstractContextManager[RecordingServer]:
+    """Serve `root` on 127.0.0.1 (an ephemeral port) until the block ends."""
+    return serving(RecordingServer(root))
