@@ -12,6 +12,7 @@ import pulumi
 from pulumi_command import remote
 
 from components.remote import HelperAccess, script_step
+from components.render.kubeadm import render_upgrade_config
 from components.spec import ClusterSpec, NodeSpec
 
 
@@ -48,6 +49,8 @@ class NodeUpgrade(pulumi.ComponentResource):
         files: dict[str, pulumi.Input[str]] = {
             f"STEP_{step_name}": step.stdin.apply(lambda text: text or "")
             for step_name, step in args.installs.items()}
+        files["UPGRADE_CONFIGURATION"] = render_upgrade_config(k8s.version,
+                                                              k8s.control_plane_timeout)
         if args.cluster_configuration is not None:
             files["CLUSTER_CONFIGURATION"] = args.cluster_configuration
         if args.helper is not None:

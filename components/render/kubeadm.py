@@ -157,6 +157,17 @@ def render_init_config(cluster: ClusterConfig, node: NodeRegistration, advertise
                       _kubelet_configuration(cluster.pod_pids_limit)])
 
 
+def render_upgrade_config(version: str, timeout: str = "4m") -> str:
+    """kubeadm upgrade apply / upgrade node --config: the version to go to and kubeadm's waits
+    as init's; the static pods' restarts (`upgradeManifests`, 5m by default) wait as long."""
+    return _dump_all([{
+        "apiVersion": KUBEADM_API,
+        "kind": "UpgradeConfiguration",
+        "apply": {"kubernetesVersion": f"v{version}"},
+        "timeouts": {**waits(timeout), "upgradeManifests": timeout},
+    }])
+
+
 def _host_dir(name: str, path: str, read_only: bool) -> dict[str, object]:
     """A node directory mounted at the same path in the API server's static pod."""
     return {"name": name, "hostPath": path, "mountPath": path, "readOnly": read_only,

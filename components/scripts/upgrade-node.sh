@@ -11,7 +11,8 @@
 # that stopped half-way is finished by the next.
 # Parameters: NODE_NAME ROLE (first | control-plane | worker) K8S_VERSION K8S_BASE_URL
 #             KUBEADM_SHA256 DRAIN_TIMEOUT STEPS (the node steps shipped as STEP_<NAME>_B64, in
-#             order; KUBERNETES last) [CLUSTER_CONFIGURATION_B64 (first)]
+#             order; KUBERNETES last) UPGRADE_CONFIGURATION_B64 (kubeadm's upgrade --config:
+#             the version and its waits) [CLUSTER_CONFIGURATION_B64 (first)]
 #             [MAINTENANCE_HOST MAINTENANCE_USER MAINTENANCE_KEY_B64 MAINTENANCE_KNOWN_HOSTS_B64
 #             (workers: the first control plane's maintenance helper, see helper_ssh)]
 set -euo pipefail
@@ -19,7 +20,8 @@ set -euo pipefail
 declare -F fetch_verified >/dev/null || source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SCRIPT_NAME=upgrade-node
 require_root
-require_params NODE_NAME ROLE K8S_VERSION K8S_BASE_URL KUBEADM_SHA256 DRAIN_TIMEOUT STEPS
+require_params NODE_NAME ROLE K8S_VERSION K8S_BASE_URL KUBEADM_SHA256 DRAIN_TIMEOUT STEPS \
+  UPGRADE_CONFIGURATION_B64
 PREFIX=${PREFIX:-/usr/local}
 HEALTH_CHECKS=${HEALTH_CHECKS:-60}
 HEALTH_CHECK_SECONDS=${HEALTH_CHECK_SECONDS:-5}
@@ -28,6 +30,8 @@ admin=$K8S_DIR/admin.conf
 marker=$STATE_DIR/upgrade-in-progress
 stays="the node stays cordoned; fix this and run \`pulumi up\` again"
 make_workdir
+upgrade_config=$WORK/upgrade-configuration.yaml
+decode_param UPGRADE_CONFIGURATION_B64 >"$upgrade_config"
 
 # minor VERSION : the minor number of v1.34.2 or 1.34.2.
 minor() { local v=${1#v}; v=${v#*.}; printf '%s' "${v%%.*}"; }
@@ -113,11 +117,14 @@ if ((control_plane)); then
       --from-file=ClusterConfiguration="$WORK/cluster-configuration.yaml" \
       --dry-run=client -o yaml | kubectl --kubeconfig "$admin" replace -f - ||
       die "cannot update the cluster's kubeadm configuration"
-    kubeadm upgrade apply "v$K8S_VERSION" --yes ||
+    # kubeadm refuses --yes beside --config; its question is answered instead, which keeps
+    # the version policies that --force (the config's other way) would skip.
+    printf 'y\n' | kubeadm upgrade apply --config "$upgrade_config" ||
       die "kubeadm upgrade apply v$K8S_VERSION failed; the cluster keeps running the version" \
         "it ran; see the messages above"
   else
-    kubeadm upgrade node || die "kubeadm upgrade node failed on $NODE_NAME"
+    kubeadm upgrade node --config "$upgrade_config" ||
+      die "kubeadm upgrade node failed on $NODE_NAME"
   fi
   [[ $(control_plane_version) == "v$K8S_VERSION" ]] ||
     die "the control plane on $NODE_NAME still runs $(control_plane_version), not" \
@@ -138,7 +145,8 @@ fi
 if ((kubernetes)); then
   install_kube_binary kubeadm "$KUBEADM_SHA256"
   if [[ $ROLE == worker ]]; then
-    kubeadm upgrade node || die "kubeadm upgrade node failed on $NODE_NAME; $stays"
+    kubeadm upgrade node --config "$upgrade_config" ||
+      die "kubeadm upgrade node failed on $NODE_NAME; $stays"
   fi
 fi
 run_step KUBERNETES

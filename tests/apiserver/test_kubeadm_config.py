@@ -1,5 +1,5 @@
-"""kubeadm itself reads our configuration: every init and join document of each stack
-validates, and the images it would pull are exactly those the artifact list names (so a
+"""kubeadm itself reads our configuration: every init, join and upgrade document of each
+stack validates, and the images it would pull are exactly those the artifact list names (so a
 mirror filled from `python -m artifacts` holds what kubeadm asks for)."""
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from tests.graph.test_graph import script_params
 
 pytestmark = [pytest.mark.slow, pytest.mark.apiserver]
 
-CONFIGS = {"kubeadm-init.sh": "KUBEADM_CONFIG_B64", "kubeadm-join.sh": "KUBEADM_JOIN_CONFIG_B64"}
+CONFIGS = {"kubeadm-init.sh": "KUBEADM_CONFIG_B64", "kubeadm-join.sh": "KUBEADM_JOIN_CONFIG_B64",
+           "upgrade.sh": "UPGRADE_CONFIGURATION_B64"}
 
 
 def kubeadm_documents(stack: str) -> dict[str, str]:
@@ -41,6 +42,7 @@ def test_kubeadm_validates_every_configuration(stack: str, apiserver_bins: dict[
     documents = kubeadm_documents(stack)
     assert any(n.endswith("kubeadm-init") for n in documents)
     assert any(n.endswith("kubeadm-join") for n in documents)
+    assert any(n.endswith("-upgrade") for n in documents)
     for name, text in documents.items():
         path = tmp_path / f"{name}.yaml"
         path.write_text(text)

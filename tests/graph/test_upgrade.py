@@ -83,6 +83,22 @@ def test_the_first_control_plane_upgrades_to_what_init_read(graph: Graph, stack:
     assert params["ROLE"] == "first"
 
 
+def test_every_upgrade_tells_kubeadm_the_version_and_the_stacks_waits(graph: Graph,
+                                                                       stack: str) -> None:
+    first = ORDER[stack][0]
+    init = next(d for d in shipped_yaml(command(graph, f"{first}-kubeadm-init"),
+                                        "KUBEADM_CONFIG_B64")
+                if d["kind"] == "InitConfiguration")
+    wait = init["timeouts"]["controlPlaneComponentHealthCheck"]
+    for node in ORDER[stack]:
+        (config,) = shipped_yaml(command(graph, f"{node}-upgrade"), "UPGRADE_CONFIGURATION_B64")
+        assert config["kind"] == "UpgradeConfiguration"
+        assert config["apply"]["kubernetesVersion"] == \
+            "v" + script_params(command(graph, f"{node}-upgrade"))["K8S_VERSION"]
+        assert config["timeouts"] == {"controlPlaneComponentHealthCheck": wait,
+                                      "kubeletHealthCheck": wait, "upgradeManifests": wait}
+
+
 def test_workers_are_drained_through_the_first_control_planes_helper(graph: Graph,
                                                                      stack: str) -> None:
     first = ORDER[stack][0]

@@ -45,9 +45,18 @@ case "$1 ${2:-}" in
   "init --config")
     mkdir -p "$K8S_DIR/manifests"
     touch "$K8S_DIR/admin.conf" "$K8S_DIR/kubelet.conf" "$K8S_DIR/manifests/kube-apiserver.yaml" ;;
-  "upgrade apply")
-    sed -i "s|kube-apiserver:v.*|kube-apiserver:$3|" "$K8S_DIR/manifests/kube-apiserver.yaml" ;;
-  "upgrade node")
+  "upgrade apply")  # --config FILE; the question on stdin must be answered
+    [[ $3 == --config ]] || { echo "fake kubeadm: upgrade apply without --config" >&2; exit 2; }
+    cp "$4" "$s/kubeadm-config"
+    read -r answer || true
+    printf '%s\n' "$answer" >"$s/kubeadm-stdin"
+    [[ $answer == y ]] || { echo "fake kubeadm: the upgrade was not confirmed" >&2; exit 1; }
+    version=$(sed -n 's/^ *kubernetesVersion: *//p' "$4")
+    sed -i "s|kube-apiserver:v.*|kube-apiserver:$version|" \
+      "$K8S_DIR/manifests/kube-apiserver.yaml" ;;
+  "upgrade node")  # --config FILE
+    [[ $3 == --config ]] || { echo "fake kubeadm: upgrade node without --config" >&2; exit 2; }
+    cp "$4" "$s/kubeadm-config"
     if [[ -e $K8S_DIR/manifests/kube-apiserver.yaml ]]; then
       sed -i "s|kube-apiserver:v.*|kube-apiserver:$(cat "$s/cluster-version")|" \
         "$K8S_DIR/manifests/kube-apiserver.yaml"

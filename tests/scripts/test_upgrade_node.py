@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from components.render.kubeadm import render_upgrade_config
 from components.render.scripts import b64, render_invocation
 from tests.scripts.fakes import FakeNode
 
@@ -75,6 +76,7 @@ def upgrade(node: FakeNode, role: str = "worker", version: str = "1.34.2",
            "KUBELET_HEALTHZ": f"{node.url}/healthz",  # type: ignore[attr-defined]
            "HEALTH_CHECKS": "2", "HEALTH_CHECK_SECONDS": "0",
            "CLUSTER_CONFIGURATION_B64": b64("kind: ClusterConfiguration\n"),
+           "UPGRADE_CONFIGURATION_B64": b64(render_upgrade_config(version, "40m")),
            "MAINTENANCE_HOST": "10.18.0.10", "MAINTENANCE_USER": "k8sadmin",
            "MAINTENANCE_KEY_B64": b64("key\n"),
            "MAINTENANCE_KNOWN_HOSTS_B64": b64("10.18.0.10 ssh-ed25519 AAAA\n"),
@@ -137,6 +139,7 @@ def test_a_worker_follows_kubeadms_procedure(node: FakeNode) -> None:
                           "restart kubelet", "ssh uncordon", "uncordon"]
     installed = node.prefix / "bin/kubeadm"  # type: ignore[attr-defined]
     assert installed.read_bytes() == KUBEADM
+    assert node.read("kubeadm-config") == render_upgrade_config("1.35.0", "40m")
 
 
 def test_a_worker_never_gets_ahead_of_the_control_plane(node: FakeNode) -> None:
@@ -170,7 +173,11 @@ def test_the_first_control_plane_runs_kubeadm_upgrade_apply_before_its_drain(
     assert rc == 0, log
     assert done(node) == ["replace", "kubeadm upgrade apply", "drain", "KUBERNETES",
                           "restart kubelet", "uncordon"]
-    assert "kubeadm upgrade apply v1.35.0 --yes" in node.calls("kubeadm")
+    (apply,) = [c for c in node.calls("kubeadm") if c.startswith("kubeadm upgrade apply")]
+    # The program's UpgradeConfiguration (version, waits); kubeadm's question answered.
+    assert apply.startswith("kubeadm upgrade apply --config ") and "--yes" not in apply
+    assert node.read("kubeadm-config") == render_upgrade_config("1.35.0", "40m")
+    assert node.read("kubeadm-stdin") == "y\n"
     assert node.read("replaced") == "kind: ConfigMap\n"  # the program's ClusterConfiguration
     # Its own admin credentials drain it; no helper.
     assert not node.calls("ssh")
