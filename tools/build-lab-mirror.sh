@@ -24,6 +24,10 @@ set -euo pipefail
 # --- pinned versions -------------------------------------------------------------
 # Kubernetes: the program's default kubernetes.version (components/spec.py DEFAULTS).
 MIRROR_KUBERNETES_VERSION="v1.34.2"
+# The version the cluster layer upgrades the lab cluster to with kubeadm's procedure: the next
+# patch release, whose kubeadm keeps v1.34.2's etcd, CoreDNS and pause. Its kubeadm, kubelet,
+# kubectl and four Kubernetes images are laid out beside the default's.
+MIRROR_UPGRADE_KUBERNETES_VERSION="v1.34.3"
 # etcd: kubeadm v1.34.2's DefaultEtcdVersion 3.6.5-0 (cmd/kubeadm/app/constants).
 MIRROR_ETCD_VERSION="v3.6.5"
 MIRROR_ETCD_IMAGE_TAG="3.6.5-0"

@@ -25,13 +25,17 @@ sum_line() {
     printf '%s  %s\n' "$("${1}sum" "$2" | cut -d' ' -f1)" "$(basename "$2")"
 }
 
+# lay_out_kubernetes FILES : kubeadm, kubelet and kubectl of the default version and of the
+# version the cluster layer upgrades to.
 lay_out_kubernetes() {
-    local f="$1" dir name
-    # dl.k8s.io publishes <binary>.sha256 holding the bare digest.
-    dir="${f}/dl.k8s.io/release/${MIRROR_KUBERNETES_VERSION}/bin/linux/amd64"
-    for name in kubeadm kubelet kubectl; do
-        place "${K8S_DIR}/${name}" "${dir}/${name}"
-        sha256sum "${dir}/${name}" | cut -d' ' -f1 >"${dir}/${name}.sha256"
+    local f="$1" dir name version
+    for version in "${MIRROR_KUBERNETES_VERSION}" "${MIRROR_UPGRADE_KUBERNETES_VERSION}"; do
+        # dl.k8s.io publishes <binary>.sha256 holding the bare digest.
+        dir="${f}/dl.k8s.io/release/${version}/bin/linux/amd64"
+        for name in kubeadm kubelet kubectl; do
+            place "$(kubernetes_dir "${version}")/${name}" "${dir}/${name}"
+            sha256sum "${dir}/${name}" | cut -d' ' -f1 >"${dir}/${name}.sha256"
+        done
     done
 }
 

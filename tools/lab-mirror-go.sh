@@ -121,17 +121,24 @@ build_pause() {
     strip "${out}/pause"
 }
 
+# kubernetes_dir VERSION : where the Kubernetes binaries of VERSION are built.
+kubernetes_dir() {
+    printf '%s\n' "${BIN_ROOT}/kubernetes-$1"
+}
+
 # build_all_binaries : every binary the mirror needs, each folder reused when complete.
 # Sets the *_DIR variables the layout and image steps read, and the version variables
 # build-test-tools.sh's builders read.
 # shellcheck disable=SC2034
 build_all_binaries() {
     local v
-    KUBERNETES_VERSION="${MIRROR_KUBERNETES_VERSION}"
     KUBERNETES_BINS=(kubeadm kubelet kubectl kube-apiserver kube-controller-manager
         kube-scheduler kube-proxy)
-    K8S_DIR="${BIN_ROOT}/kubernetes-${MIRROR_KUBERNETES_VERSION}"
-    build_into "${K8S_DIR}" build_kubernetes "${KUBERNETES_BINS[@]}"
+    for v in "${MIRROR_UPGRADE_KUBERNETES_VERSION}" "${MIRROR_KUBERNETES_VERSION}"; do
+        KUBERNETES_VERSION="${v}"  # build_kubernetes reads it
+        build_into "$(kubernetes_dir "${v}")" build_kubernetes "${KUBERNETES_BINS[@]}"
+    done
+    K8S_DIR="$(kubernetes_dir "${MIRROR_KUBERNETES_VERSION}")"
 
     ETCD_VERSION="${MIRROR_ETCD_VERSION}"
     ETCD_DIR="${BIN_ROOT}/etcd-${MIRROR_ETCD_VERSION}"

@@ -149,7 +149,7 @@ smoke() {
 # check_root NAME ROOT : what image NAME's consumers run works in a copy of ROOT (the checks
 # leave files behind: pid files, nginx's temp folders).
 check_root() {
-    local name="$1" copy="$2.check" k8s
+    local name="${1%%+*}" copy="$2.check" k8s
     rm -rf "${copy}"
     cp -a "$2" "${copy}"
     case "${name}" in
@@ -171,16 +171,18 @@ check_root() {
     rm -rf "${copy}"
 }
 
-# image_root NAME ROOT DEBROOT : assemble image NAME's root filesystem.
+# image_root NAME ROOT DEBROOT : assemble image NAME's root filesystem (NAME+VERSION: a
+# Kubernetes image from that version's binaries).
 image_root() {
-    local name="$1" root="$2" debroot="$3"
+    local name="${1%%+*}" root="$2" debroot="$3" k8s="${K8S_DIR}"
+    [[ "$1" != *+* ]] || k8s="$(kubernetes_dir "${1#*+}")"
     base_root "${root}"
     case "${name}" in
         pause) install -m 0755 "${PAUSE_DIR}/pause" "${root}/pause" ;;
         kube-apiserver | kube-controller-manager | kube-scheduler)
-            install -m 0755 "${K8S_DIR}/${name}" "${root}/usr/local/bin/${name}" ;;
+            install -m 0755 "${k8s}/${name}" "${root}/usr/local/bin/${name}" ;;
         kube-proxy)
-            install -m 0755 "${K8S_DIR}/kube-proxy" "${root}/usr/local/bin/kube-proxy"
+            install -m 0755 "${k8s}/kube-proxy" "${root}/usr/local/bin/kube-proxy"
             add_iptables "${root}" "${debroot}" ;;
         etcd)
             install -m 0755 "${ETCD_DIR}/etcd" "${root}/usr/local/bin/etcd"

@@ -10,11 +10,14 @@
 # upstream images' entrypoints; the Flannel init containers call `cp`. CoreDNS runs as root
 # (upstream: nonroot with a file capability to bind :53, which a layer made here does not
 # carry; kubeadm's Deployment adds NET_BIND_SERVICE and drops the rest either way).
+# The Kubernetes images of the upgrade version are named <image>+<version> (their layer's
+# name; image_root builds them from that version's binaries).
 image_table() {
-    local k8s="${MIRROR_KUBERNETES_VERSION}" name
+    local k8s="${MIRROR_KUBERNETES_VERSION}" up="${MIRROR_UPGRADE_KUBERNETES_VERSION}" name
     printf '%s\n' "pause|registry.k8s.io/pause:${MIRROR_PAUSE_VERSION}|/pause||65535:65535"
     for name in kube-apiserver kube-controller-manager kube-scheduler kube-proxy; do
-        printf '%s\n' "${name}|registry.k8s.io/${name}:${k8s}|/usr/local/bin/${name}||"
+        printf '%s\n' "${name}|registry.k8s.io/${name}:${k8s}|/usr/local/bin/${name}||" \
+            "${name}+${up}|registry.k8s.io/${name}:${up}|/usr/local/bin/${name}||"
     done
     printf '%s\n' \
         "etcd|registry.k8s.io/etcd:${MIRROR_ETCD_IMAGE_TAG}||/usr/local/bin/etcd|" \

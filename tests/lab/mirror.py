@@ -244,10 +244,12 @@ def serve_mirror(mirror: Mirror, prefix: Sequence[str], address: str) -> Iterato
         shutil.rmtree(work, ignore_errors=True)
 
 
-def stack_sections(mirror: Mirror, files_url: str) -> dict[str, dict[str, str]]:
+def stack_sections(mirror: Mirror, files_url: str, *, upgraded: bool = False
+                   ) -> dict[str, dict[str, str]]:
     """The stack configuration sections that point a cluster's downloads at this mirror's
     files served at `files_url` (e.g. http://10.19.0.1:8080): versions, base URLs and the
-    checksums of the binaries built here (they are not upstream's)."""
+    checksums of the binaries built here (they are not upstream's). `upgraded`: Kubernetes at
+    the version the mirror also holds for an upgrade."""
     def base(section: str) -> str:
         return files_url + "/" + str(DEFAULTS[section]["baseUrl"]).split("://", 1)[1]
 
@@ -258,10 +260,11 @@ def stack_sections(mirror: Mirror, files_url: str) -> dict[str, dict[str, str]]:
         return found[0].sha256 if algorithm == "sha256" else str(found[0].sha512)
 
     v = {k: s.removeprefix("v") for k, s in mirror.versions.items()}
-    k8s = f"/v{v['kubernetes_version']}/bin/linux/amd64"
+    kubernetes = v["upgrade_kubernetes_version" if upgraded else "kubernetes_version"]
+    k8s = f"/v{kubernetes}/bin/linux/amd64"
     gvisor = f"/{v['gvisor_release']}/x86_64"
     return {
-        "kubernetes": {"version": v["kubernetes_version"], "baseUrl": base("kubernetes"),
+        "kubernetes": {"version": kubernetes, "baseUrl": base("kubernetes"),
                        **{f"{b}Sha256": sha(f"{k8s}/{b}") for b in ("kubeadm", "kubelet",
                                                                      "kubectl")}},
         "containerd": {"version": v["containerd_version"], "baseUrl": base("containerd"),

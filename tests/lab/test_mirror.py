@@ -35,6 +35,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.mirror]
 
 ADDRESS = "10.19.0.1"
 K8S = f"v{DEFAULTS['kubernetes']['version']}"
+K8S_UPGRADE = "v1.34.3"  # MIRROR_UPGRADE_KUBERNETES_VERSION: what the cluster layer upgrades to
 CNI = DEFAULTS["cni"]
 PATH_DIRS = {"/usr/local/bin", "/usr/sbin", "/usr/bin", "/bin"}
 
@@ -62,6 +63,10 @@ IMAGE_FILES: dict[str, set[str]] = {
     PROOF_IMAGE: {"bin/sh", "bin/uname", "bin/dmesg", "bin/head", "bin/sleep", "bin/httpd",
                   "bin/wget", "bin/nslookup"},
 }
+# And kubeadm's control plane at the version the cluster layer upgrades to.
+IMAGE_FILES.update({
+    reference.replace(f":{K8S}", f":{K8S_UPGRADE}"): files
+    for reference, files in IMAGE_FILES.items() if reference.endswith(f":{K8S}")})
 # (Entrypoint, Cmd) where the consumer relies on the image's own.
 IMAGE_RUNS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "registry.k8s.io/pause:3.10.1": (("/pause",), ()),
@@ -144,15 +149,18 @@ def test_the_registry_is_served_read_only(mirror: Mirror, served: ServedMirror) 
 
 def expected_urls(mirror: Mirror) -> dict[str, str]:
     """What the install scripts fetch from the program's default base URLs, at the mirror's
-    versions: name -> URL."""
+    versions (`upgrade-<binary>`: Kubernetes at the upgrade version): name -> URL."""
     v = mirror.versions
     k8s = f"{DEFAULTS['kubernetes']['baseUrl']}/{v['kubernetes_version']}/bin/linux/amd64"
+    upgrade = (f"{DEFAULTS['kubernetes']['baseUrl']}/{v['upgrade_kubernetes_version']}"
+               "/bin/linux/amd64")
     ctd = v["containerd_version"].removeprefix("v")
     cni = v["cni_plugins_version"]
     crictl = v["crictl_version"]
     gvisor = f"{DEFAULTS['gvisor']['baseUrl']}/{v['gvisor_release']}/x86_64"
     return {
         **{b: f"{k8s}/{b}" for b in ("kubeadm", "kubelet", "kubectl")},
+        **{f"upgrade-{b}": f"{upgrade}/{b}" for b in ("kubeadm", "kubelet", "kubectl")},
         "containerd": f"{DEFAULTS['containerd']['baseUrl']}/v{ctd}/"
                       f"containerd-{ctd}-linux-amd64.tar.gz",
         "runc": f"{DEFAULTS['runc']['baseUrl']}/{v['runc_version']}/runc.amd64",
@@ -166,6 +174,7 @@ def expected_urls(mirror: Mirror) -> dict[str, str]:
 def test_the_pins_are_the_programs_defaults(mirror: Mirror) -> None:
     v = mirror.versions
     assert v["kubernetes_version"] == K8S
+    assert v["upgrade_kubernetes_version"] == K8S_UPGRADE
     assert v["containerd_version"] == f"v{DEFAULTS['containerd']['version']}"
     assert v["runc_version"] == f"v{DEFAULTS['runc']['version']}"
     assert v["cni_plugins_version"] == f"v{DEFAULTS['cniPlugins']['version']}"
@@ -218,6 +227,10 @@ def test_the_binaries_report_their_versions(mirror: Mirror) -> None:
     urls, v = expected_urls(mirror), mirror.versions
     assert run_file(mirror, urls["kubeadm"], "version", "-o", "short").strip() == K8S
     assert run_file(mirror, urls["kubelet"], "--version").strip() == f"Kubernetes {K8S}"
+    assert run_file(mirror, urls["upgrade-kubeadm"], "version", "-o", "short").strip() == \
+        K8S_UPGRADE
+    assert run_file(mirror, urls["upgrade-kubelet"], "--version").strip() == \
+        f"Kubernetes {K8S_UPGRADE}"
     assert f'"gitVersion": "{K8S}"' in run_file(mirror, urls["kubectl"], "version",
                                                   "--client", "-o", "json")
     runc = run_file(mirror, urls["runc"], "--version")

@@ -35,3 +35,12 @@ def test_the_gvisor_release_is_the_date_of_the_pinned_commit() -> None:
     date = re.search(r"-(\d{8})\d{6}-", pinned("MIRROR_GVISOR_VERSION"))
     assert date is not None
     assert pinned("MIRROR_GVISOR_RELEASE") == f"{date.group(1)}.0"
+
+
+def test_the_upgrade_version_is_a_later_patch_release_of_the_default() -> None:
+    """A patch release: kubeadm keeps the default's etcd, CoreDNS and pause images, so the
+    mirror needs only the new Kubernetes binaries and images for the upgrade."""
+    default = [int(n) for n in pinned("MIRROR_KUBERNETES_VERSION").removeprefix("v").split(".")]
+    upgrade = [int(n) for n in pinned("MIRROR_UPGRADE_KUBERNETES_VERSION").removeprefix("v")
+               .split(".")]
+    assert upgrade[:2] == default[:2] and upgrade[2] > default[2]
