@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import pulumi
+
 from tests.graph.harness import Graph, run_program
 from tests.graph.realtls import RealTlsProviders
 
@@ -47,8 +49,33 @@ class ClusterPlan:
         return self.graph.seed_files(node)
 
 
-def cluster_plan(config: Mapping[str, Any], stack: str) -> ClusterPlan:
-    graph = run_program(config, stack, mocks=RealTlsProviders())
+class KeptTlsProviders(RealTlsProviders):
+    """Real keys and certificates, each made once per resource and kept, as the engine keeps a
+    resource's state across updates: a later evaluation (a changed config) ships the PKI and
+    identities the running cluster already has. `deployed`: the previous evaluation's record,
+    which the program reads back as the stack output `deployed`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kept: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        key = (args.typ, args.name)
+        if key in self.kept:
+            return self.kept[key]
+        made = super().new_resource(args)
+        if args.typ.startswith("tls:"):
+            self.kept[key] = made
+        return made
+
+
+def cluster_plan(config: Mapping[str, Any], stack: str,
+                 providers: KeptTlsProviders | None = None) -> ClusterPlan:
+    """The plan of `config`; with the `providers` of an earlier plan, what the next `up` of
+    the same stack would run: the same keys and certificates, the earlier `deployed` record."""
+    providers = providers or KeptTlsProviders()
+    graph = run_program(config, stack, mocks=providers)
+    providers.outputs = {"deployed": graph.stack_outputs["deployed"][0]}
     removals = {r.name: RemoteStep(r.name, r.inputs["connection"]["host"],
                                    str(r.inputs["delete"]), str(r.inputs["stdin"]))
                 for r in graph.of_type(REMOTE_COMMAND)
@@ -62,3 +89,10 @@ def cluster_plan(config: Mapping[str, Any], stack: str) -> ClusterPlan:
                              str(r.inputs["stdin"]))
                   for r in graph.in_dependency_order(commands))
     return ClusterPlan(graph, steps, waits, removals)
+
+
+def changed_steps(before: ClusterPlan, after: ClusterPlan) -> tuple[RemoteStep, ...]:
+    """The remote steps of `after` that `pulumi up` from `before` would run, in order: those
+    whose command or stdin differ (and new ones)."""
+    earlier = {s.name: s for s in before.steps}
+    return tuple(s for s in after.steps if earlier.get(s.name) != s)

@@ -26,16 +26,16 @@ def p(key: str) -> str:
 
 
 def lab_config(mirror: Mirror, cidr: str, *, worker_memory_mib: int = 2048,
-               master_memory_mib: int = 3072) -> dict[str, Any]:
+               master_memory_mib: int = 3072, upgraded: bool = False) -> dict[str, Any]:
     """Keys with the project prefix, as in a stack file; nodes from host 10 of `cidr`, the
-    mirrors on its first address."""
+    mirrors on its first address. `upgraded`: Kubernetes at the mirror's upgrade version."""
     gateway = str(next(ipaddress.IPv4Network(cidr).hosts()))
     files = f"http://{gateway}:{FILES_PORT}"
     config = copy.deepcopy(stack_config("dev"))
     config[p("mirrors")] = {"files": files, "registry": f"http://{gateway}:{REGISTRY_PORT}",
                             "apt": f"{files}/debian", "aptSecurity": f"{files}/debian-security",
                             "offline": True}
-    for section, values in stack_sections(mirror, files).items():
+    for section, values in stack_sections(mirror, files, upgraded=upgraded).items():
         pins = {k: v for k, v in values.items() if k != "baseUrl"}  # mirrors.files decides
         config[p(section)] = {**config.get(p(section), {}), **pins}
     config[p("kubernetes")].update(SLOW_HOST, clusterName="sandboxed-k8s-lab")
@@ -49,4 +49,23 @@ def lab_config(mirror: Mirror, cidr: str, *, worker_memory_mib: int = 2048,
     ]
     # Two tenants: verify checks that one cannot reach the other.
     config[p("tenants")] = [{"name": "tenant-a"}, {"name": "tenant-b"}]
+    return config
+
+
+# The HA lab: three control planes behind kube-vip's virtual IP (and a worker the stack needs,
+# which the HA lab does not boot).
+HA_CONTROL_PLANES = ("cp1", "cp2", "cp3")
+
+
+def ha_lab_config(mirror: Mirror, cidr: str, vip: str) -> dict[str, Any]:
+    """The lab stack as three control planes (stacked etcd) on `vip` and one plain worker."""
+    config = lab_config(mirror, cidr)
+    config[p("network")]["controlPlaneVip"] = vip
+    config[p("pools")] = [
+        {"name": "control-plane", "role": "control-plane", "count": len(HA_CONTROL_PLANES),
+         "names": list(HA_CONTROL_PLANES), "cpu": 2, "memoryMiB": 2560, "diskGiB": 10},
+        {"name": "plain", "role": "worker", "names": ["w1"], "cpu": 1, "memoryMiB": 2048,
+         "diskGiB": 10},
+    ]
+    config[p("tenants")] = []
     return config

@@ -4,8 +4,9 @@ test creates, every artifact from the lab mirror served on that bridge. kubeadm 
 `master`, join of the gVisor worker `worker1`; then the graph's Kubernetes objects are
 server-side applied in dependency order, Flannel and the policy enforcer run, `nginx-gvisor`
 runs under gVisor, the proof Jobs succeed and `python -m verify` passes every row. Then day
-two: the worker's removal step takes it out of the cluster, and its join, run again after
-every bootstrap token was deleted, brings it back with a fresh one.
+two: the worker's removal step takes it out of the cluster, its join, run again after every
+bootstrap token was deleted, brings it back with a fresh one, and raising `kubernetes.version`
+to the next patch release (the mirror holds both) upgrades the cluster in kubeadm's order.
 
 Markers `cluster`, `slow` and `vm`; alone: `tools/test -m cluster tests/cluster`. The tests
 share one cluster and run in file order; each stage's duration is printed at the end.
@@ -13,75 +14,27 @@ share one cluster and run in file order; each stage's duration is printed at the
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
-from components.spec import node_mac
 from tests.apiserver.program import kubernetes_objects, manifest
 from tests.cluster.conftest import TIMINGS
-from tests.cluster.network import CIDR, ClusterNetwork, cluster_network
-from tests.cluster.plan import ClusterPlan, cluster_plan
+from tests.cluster.harness import Cluster, booted_cluster, timed
+from tests.cluster.network import CIDR
+from tests.cluster.plan import changed_steps, cluster_plan
 from tests.cluster.stack import lab_config
-from tests.lab.mirror import Mirror, ensure_mirror, serve_mirror
-from tests.vm.harness import REPO_ROOT, BootedVM, boot_vm, ensure_image
+from tests.lab.mirror import Mirror, ensure_mirror
+from tests.vm.harness import REPO_ROOT, BootedVM
 
 pytestmark = [pytest.mark.slow, pytest.mark.vm, pytest.mark.cluster]
 
 STACK = "lab"
 NODES = {"master": "10.19.0.10", "worker1": "10.19.0.11"}
 VM_SHAPE = {"master": (2, 3072), "worker1": (1, 2048)}  # vCPUs, MiB (the lab stack's)
-DISK = "12G"  # the image's 4 GB root grows to this; preflight wants 5 GiB free
-STEP_TIMEOUT_S = 3600.0
-READY_TIMEOUT_S = 3600.0
-
-
-@dataclass
-class Cluster:
-    plan: ClusterPlan
-    network: ClusterNetwork
-    vms: dict[str, BootedVM]
-    kubectl: Path
-    kubeconfig: Path
-
-    def kubectl_run(self, *args: str, stdin: str | None = None, check: bool = True,
-                    timeout: float = 300.0) -> Any:
-        return self.network.run([str(self.kubectl), "--kubeconfig", str(self.kubeconfig),
-                                 *args], stdin=stdin, check=check, timeout=timeout)
-
-    def wait_for(self, what: str, jsonpath: str, expected: str,
-                 timeout: float = READY_TIMEOUT_S) -> float:
-        start = time.monotonic()
-        last = ""
-        while time.monotonic() - start < timeout:
-            proc = self.kubectl_run("get", *what.split(), "-o", f"jsonpath={jsonpath}",
-                                    check=False)
-            last = proc.stdout.strip() or proc.stderr.strip()
-            if proc.returncode == 0 and last == expected:
-                return time.monotonic() - start
-            time.sleep(10)
-        raise AssertionError(f"{what}: {jsonpath} is {last!r}, not {expected!r}, after "
-                             f"{timeout:.0f} s")
-
-
-def timed(name: str) -> contextlib.AbstractContextManager[None]:
-    @contextlib.contextmanager
-    def measure() -> Iterator[None]:
-        start = time.monotonic()
-        try:
-            yield
-        finally:
-            TIMINGS[name] = time.monotonic() - start
-    return measure()
 
 
 @pytest.fixture(scope="module")
@@ -92,45 +45,14 @@ def mirror() -> Mirror:
 
 @pytest.fixture(scope="module")
 def cluster(mirror: Mirror, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    work = tmp_path_factory.mktemp("cluster")
-    plan = cluster_plan(lab_config(mirror, CIDR), STACK)
-    image = ensure_image()
-    key = work / "admin_ed25519"
-    key.write_text(plan.admin_private_key)
-    key.chmod(0o600)
-    kubeconfig = work / "kubeconfig"
-    kubeconfig.write_text(plan.kubeconfig)
-    kubeconfig.chmod(0o600)
-    kubectl = mirror.root / mirror.file(
-        f"https://dl.k8s.io/release/{mirror.versions['kubernetes_version']}"
-        "/bin/linux/amd64/kubectl").path
-    with contextlib.ExitStack() as stack:
-        network = stack.enter_context(cluster_network(NODES))
-        stack.enter_context(serve_mirror(mirror, network.prefix, network.gateway))
-        vms = {}
-        with timed("boot both VMs to SSH"):
-            for node in NODES:
-                seed = plan.cloud_init(node)
-                user_data = yaml.safe_load(seed["user-data"])
-                cpus, memory = VM_SHAPE[node]
-                vms[node] = stack.enter_context(boot_vm(
-                    image, seed["user-data"], admin_user=user_data["users"][0]["name"],
-                    private_key=key, host_public_key=user_data["ssh_keys"]["ed25519_public"],
-                    meta_data=seed["meta-data"], network_config=seed["network-config"],
-                    workdir=work / node, memory_mb=memory, cpus=cpus, disk_size=DISK,
-                    mac=node_mac(STACK, node), tap=network.taps[node]))
-        yield Cluster(plan, network, vms, kubectl, kubeconfig)
+    with booted_cluster(mirror, lab_config(mirror, CIDR), STACK, NODES, VM_SHAPE,
+                        tmp_path_factory.mktemp("cluster")) as booted:
+        yield booted
 
 
 def test_every_remote_step_runs_in_graph_order(cluster: Cluster) -> None:
-    by_host = {address: cluster.vms[node] for node, address in NODES.items()}
     for step in cluster.plan.steps:
-        start = time.monotonic()
-        result = by_host[step.host].run(step.create, stdin=step.stdin.encode(), check=False,
-                                        timeout=STEP_TIMEOUT_S)
-        TIMINGS[f"step {step.name}"] = time.monotonic() - start
-        assert result.rc == 0, f"{step.name} failed (rc={result.rc}):\n" \
-                               f"{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
+        cluster.run_step(step)
 
 
 def test_the_graphs_kubernetes_objects_apply_in_dependency_order(cluster: Cluster) -> None:
@@ -185,8 +107,7 @@ def test_removing_the_worker_drains_it_and_deletes_its_node(cluster: Cluster) ->
     removal = cluster.plan.removals["master-remove-worker1"]
     for attempt in ("first", "again"):
         with timed(f"removal of worker1 ({attempt})"):
-            result = cluster.vms["master"].run(removal.create, stdin=removal.stdin.encode(),
-                                               check=False, timeout=STEP_TIMEOUT_S)
+            result = cluster.run(removal)
         assert result.rc == 0, f"{attempt}: {result.stdout[-4000:]}\n{result.stderr[-4000:]}"
     nodes = json.loads(cluster.kubectl_run("get", "nodes", "-o", "json").stdout)["items"]
     assert [n["metadata"]["name"] for n in nodes] == ["master"]
@@ -216,8 +137,7 @@ def test_the_removed_worker_joins_again_after_every_token_expired(cluster: Clust
     worker.run("sudo -n kubeadm reset --force")
     (join,) = [s for s in cluster.plan.steps if s.name == "worker1-kubeadm-join"]
     with timed("join of worker1 again, every token expired"):
-        result = worker.run(join.create, stdin=join.stdin.encode(), check=False,
-                            timeout=STEP_TIMEOUT_S)
+        result = cluster.run(join)
     assert result.rc == 0, f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
     assert tokens(master)  # issued for this join
     TIMINGS["worker1 Ready again"] = cluster.wait_for(
@@ -232,3 +152,59 @@ def test_the_removed_worker_joins_again_after_every_token_expired(cluster: Clust
                         stdin=json.dumps(manifest(pod)))
     TIMINGS["nginx-gvisor Running again"] = cluster.wait_for(
         "pod nginx-gvisor", "{.status.phase}", "Running")
+
+
+def test_an_upgrade_to_the_next_patch_release_follows_kubeadms_procedure(
+        cluster: Cluster) -> None:
+    """`kubernetes.version` raised to the mirror's upgrade version, and the steps the next
+    `pulumi up` would run (those whose command or stdin changed) run in graph order: the
+    install steps leave the running kubelets alone, `kubeadm-init` finds its control plane,
+    then the upgrade steps take `master` through `kubeadm upgrade apply` and `worker1`
+    through its drain, new kubelet, `kubeadm upgrade node` and uncordon."""
+    upgraded = cluster_plan(lab_config(cluster.mirror, CIDR, upgraded=True), STACK,
+                            cluster.providers)
+    version = "v" + upgraded.graph.stack_outputs["deployed"][0]["kubernetesVersion"]
+    assert version == cluster.mirror.versions["upgrade_kubernetes_version"]
+    steps = changed_steps(cluster.plan, upgraded)
+    assert [s.name for s in steps if s.name.endswith("-upgrade")] == ["master-upgrade",
+                                                                      "worker1-upgrade"]
+    assert {s.name for s in steps} == {"master-kubernetes-tools", "worker1-kubernetes-tools",
+                                       "master-kubeadm-init", "master-upgrade",
+                                       "worker1-upgrade"}
+    with timed("upgrade: every changed step"):
+        for step in steps:
+            cluster.run_step(step)
+    nodes = json.loads(cluster.kubectl_run("get", "nodes", "-o", "json").stdout)["items"]
+    assert {n["metadata"]["name"]: n["status"]["nodeInfo"]["kubeletVersion"] for n in nodes} \
+        == {"master": version, "worker1": version}
+    assert not [n["metadata"]["name"] for n in nodes if n["spec"].get("unschedulable")]
+    server = json.loads(cluster.kubectl_run("version", "-o", "json").stdout)["serverVersion"]
+    assert server["gitVersion"] == version
+    for component in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+        image = cluster.kubectl_run("get", "pod", "-n", "kube-system", f"{component}-master",
+                                    "-o", "jsonpath={.spec.containers[0].image}").stdout
+        assert image == f"registry.k8s.io/{component}:{version}"
+    proxy = cluster.kubectl_run("get", "daemonset", "-n", "kube-system", "kube-proxy", "-o",
+                                "jsonpath={.spec.template.spec.containers[0].image}").stdout
+    assert proxy == f"registry.k8s.io/kube-proxy:{version}"
+    for node in NODES:
+        cluster.wait_for(f"node {node}", '{.status.conditions[?(@.type=="Ready")].status}',
+                         "True")
+    # The drain deleted nginx-gvisor (no controller owns it): `up --refresh` declares it
+    # again, and it runs under gVisor on the upgraded worker.
+    (pod,) = [r for r in kubernetes_objects(upgraded.graph)
+              if r.type == "kubernetes:core/v1:Pod" and r.inputs["metadata"]["name"]
+              == "nginx-gvisor"]
+    cluster.kubectl_run("apply", "--server-side", "--field-manager=sandboxed-k8s", "-f", "-",
+                        stdin=json.dumps(manifest(pod)))
+    TIMINGS["nginx-gvisor Running after the upgrade"] = cluster.wait_for(
+        "pod nginx-gvisor", "{.status.phase}", "Running")
+    assert "gVisor" in cluster.kubectl_run("exec", "nginx-gvisor", "--", "dmesg").stdout
+    # The next `up` runs nothing; each upgrade step run again finds nothing to do.
+    assert not changed_steps(upgraded, cluster_plan(
+        lab_config(cluster.mirror, CIDR, upgraded=True), STACK, cluster.providers))
+    for step in steps:
+        if step.name.endswith("-upgrade"):
+            again = cluster.run(step)
+            assert again.rc == 0 and "is up to date" in again.stdout + again.stderr, \
+                f"{step.name}: {again.stdout[-2000:]}\n{again.stderr[-2000:]}"
