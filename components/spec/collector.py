@@ -35,9 +35,15 @@ class Collector:
 
     def __init__(self) -> None:
         self.problems: list[str] = []
+        self.failed: set[str] = set()  # key paths with a problem
 
     def error(self, path: str, message: str) -> None:
         self.problems.append(f"{path}: {message}")
+        self.failed.add(path)
+
+    def ok(self, *paths: str) -> bool:
+        """None of `paths` has a problem: a rule that builds on them would only repeat it."""
+        return not self.failed.intersection(paths)
 
     def section(self, raw: Any, path: str, defaults: Mapping[str, Any]) -> dict[str, Any]:
         """A mapping merged over its defaults; unknown keys are errors (typos must not pass)."""
