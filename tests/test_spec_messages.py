@@ -81,3 +81,25 @@ def test_problems_that_do_not_follow_from_each_other_are_all_reported() -> None:
     assert sorted(p.split(":")[0] for p in problems(config)) == [
         "kubernetes.podCidr", "pools[gvisor].memoryMiB", "tenants"]
 
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (("kubernetes.podCIDR", "10.0.0.0/8"), "kubernetes.podCIDR: unknown key; did you mean "
+                                           "podCidr? allowed: "),
+    (("kubernetes.versoin", "1.34.2"), "kubernetes.versoin: unknown key; did you mean "
+                                       "version? allowed: "),
+    (("pools.1.cpus", 4), "pools[1].cpus: unknown key; did you mean cpu? allowed: "),
+    (("gvisor.runscSha256", "0" * 64), "gvisor.runscSha256: unknown key; did you mean "
+                                       "runscSha512? allowed: "),
+    (("tenant", [{"name": "a"}]), "tenant: unknown key; did you mean tenants? allowed: "),
+    (("gvisor.flags", {"overlay": "none"}), "gvisor.flags.overlay: is not an allowed runsc "
+                                            "flag; did you mean overlay2? allowed: "),
+])
+def test_a_near_miss_key_is_told_the_closest_allowed_one(change: tuple[str, Any],
+                                                         expected: str) -> None:
+    [problem] = problems(with_change(*change))
+    assert problem.startswith(expected)
+
+
+def test_a_key_like_no_allowed_one_gets_the_list_only() -> None:
+    [problem] = problems(with_change("colour", "blue"))
+    assert problem.startswith("colour: unknown key; allowed: adminUser, cni, ")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from components.spec.model import RESERVED_LABEL_DOMAINS, Artifact
@@ -54,8 +55,10 @@ class Collector:
             return dict(defaults)
         for key in raw:
             if key not in defaults:
+                hint = f"did you mean {near[0]}? " if (near := near_miss(str(key), defaults)) \
+                    else ""
                 self.error(f"{path}.{key}" if path else str(key),
-                           f"unknown key; allowed: {', '.join(sorted(defaults))}")
+                           f"unknown key; {hint}allowed: {', '.join(sorted(defaults))}")
         return {**defaults, **{k: v for k, v in raw.items() if k in defaults}}
 
     def string(self, value: Any, path: str, pattern: re.Pattern[str] | None = None,
@@ -155,6 +158,12 @@ class Collector:
             self.error(path, f"{value!r} is not a Kubernetes quantity (e.g. 250m, 128Mi)")
             return "0"
         return value
+
+
+def near_miss(key: str, allowed: Iterable[str]) -> list[str]:
+    """The allowed key closest to a mistyped one (case aside: podCIDR is podCidr), if any."""
+    by_lower = {str(k).lower(): str(k) for k in allowed}
+    return [by_lower[k] for k in difflib.get_close_matches(key.lower(), by_lower, n=1)]
 
 
 def label_key_ok(key: str) -> bool:

@@ -13,6 +13,7 @@ from components.spec.collector import (
     PINNED_IMAGE_RE,
     URL_RE,
     Collector,
+    near_miss,
 )
 from components.spec.model import (
     RUNSC_FLAG_ALLOWLIST,
@@ -66,8 +67,10 @@ def _runsc_flags(c: Collector, raw: Any) -> dict[str, str]:
         return flags
     for k, v in raw.items():
         if k not in RUNSC_FLAG_ALLOWLIST:
-            c.error(f"gvisor.flags.{k}", "is not an allowed runsc flag; allowed: "
-                                         f"{', '.join(RUNSC_FLAG_ALLOWLIST)}")
+            near = near_miss(str(k), RUNSC_FLAG_ALLOWLIST)
+            c.error(f"gvisor.flags.{k}", "is not an allowed runsc flag; "
+                                         f"{f'did you mean {near[0]}? ' if near else ''}"
+                                         f"allowed: {', '.join(RUNSC_FLAG_ALLOWLIST)}")
         elif not isinstance(v, str | bool | int):
             c.error(f"gvisor.flags.{k}", "must be a string, number or boolean")
         else:
