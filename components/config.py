@@ -13,6 +13,7 @@ from pulumi.runtime import invoke
 from components.spec import PROJECT, ClusterSpec, ConfigError, load
 from components.spec.artifacts import partial_mirror_warning
 from components.spec.collector import Collector
+from components.spec.pools import idle_sandbox_warnings
 from components.spec.transitions import (
     DEPLOYED_OUTPUT,
     UNRECORDED_NODES,
@@ -81,6 +82,7 @@ def read_stack_spec() -> ClusterSpec:
     except ConfigError as error:
         raise StackConfigError(error.problems) from None
     warnings = transition_warnings(spec, read_deployed(Collector(), deployed))
+    warnings += idle_sandbox_warnings(spec)
     if warning := partial_mirror_warning(spec):
         warnings.append(warning)
     for warning in warnings:

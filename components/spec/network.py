@@ -102,6 +102,7 @@ def assign_nodes(c: Collector, network: NetworkSpec, pools: Sequence[PoolSpec],
     addressed = c.ok("network.cidr", "network.firstNodeHost", "network.gateway")
     homeless: list[str] = []
     number = int(cidr.network_address) + network.first_node_host
+    total = sum(len(p.node_names) for p in pools)
     for p in pools:
         for node_name in p.node_names:
             if node_name in seen:
@@ -120,7 +121,7 @@ def assign_nodes(c: Collector, network: NetworkSpec, pools: Sequence[PoolSpec],
             nodes.append(NodeSpec(node_name, p, ip, node_mac(stack, node_name)))
     if homeless:
         c.error("network.cidr", f"{cidr} has no room for {len(homeless)} of the "
-                                f"{len(seen)} nodes ({', '.join(homeless)}): addresses are "
+                                f"{total} nodes ({', '.join(homeless)}): addresses are "
                                 f"assigned from host {network.first_node_host} upward")
     if len({p.libvirt_uri for p in pools}) > 1 and network.mode != "bridge":
         c.error("network.mode", "pools on several libvirt hosts need network.mode bridge (a "

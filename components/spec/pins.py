@@ -59,10 +59,6 @@ PUBLISHED: Mapping[str, str] = {
             "kata-static-<version>-amd64.tar.xz",
 }
 
-# The key that names each section's version.
-VERSION_KEYS: Mapping[str, str] = {"gvisor": "release"}
-
-
 def pinned(section: str, version: str) -> Mapping[str, str]:
     """The checksums known for `version` of `section` (config keys -> hex), empty if none."""
     return PINS.get(section, {}).get(version, {})

@@ -26,6 +26,7 @@ from components.spec.model import (
     ROLES,
     SANDBOX_HANDLERS,
     TAINT_EFFECTS,
+    ClusterSpec,
     DirectBoot,
     PoolSpec,
     Taint,
@@ -191,3 +192,19 @@ def read_boot(c: Collector, raw: Any, path: str) -> DirectBoot | None:
         cmdline = ""
     return DirectBoot(kernel, initrd, " ".join(cmdline.split()))
 
+
+
+def idle_sandbox_warnings(spec: ClusterSpec) -> list[str]:
+    """Sandboxes whose every pool has count 0: nothing of theirs is declared on the cluster."""
+    warnings = []
+    for runtime in SANDBOX_HANDLERS:
+        idle = [p.name for p in spec.pools if runtime in p.runtimes]
+        if idle and runtime not in spec.enabled_sandboxes:
+            warnings.append(
+                f"{runtime}: every pool that runs it has count 0 "
+                f"({', '.join(f'pools[{n}]' for n in idle)}), so its RuntimeClass, sample pod "
+                "and proof Job are left out until one has nodes")
+    if spec.tenants and not spec.enabled_sandboxes:
+        warnings.append("tenants: no sandbox pool has nodes, so no tenant pod can run (each "
+                        "must name a sandbox RuntimeClass)")
+    return warnings
