@@ -13,6 +13,7 @@ from pulumi.runtime import invoke
 from components.spec import PROJECT, ClusterSpec, ConfigError, load
 from components.spec.artifacts import partial_mirror_warning
 from components.spec.collector import Collector
+from components.spec.pools import idle_sandbox_warnings
 from components.spec.transitions import (
     DEPLOYED_OUTPUT,
     UNRECORDED_NODES,
@@ -66,12 +67,22 @@ def previous_deployment() -> Any:
                        "changes a running cluster cannot take"])
 
 
+class StackConfigError(pulumi.RunError, ConfigError):
+    """Every configuration problem, as Pulumi's RunError: `pulumi up` and `preview` print the
+    problems alone, without a Python traceback."""
+
+
 def read_stack_spec() -> ClusterSpec:
+    """The validated spec; StackConfigError with every problem of the stack's config."""
     config = pulumi.Config(PROJECT)
     raw = {key: _parse(config.get(key)) for key in project_config_keys()}
-    deployed = previous_deployment()
-    spec = load(raw, pulumi.get_stack(), deployed)
+    try:
+        deployed = previous_deployment()
+        spec = load(raw, pulumi.get_stack(), deployed)
+    except ConfigError as error:
+        raise StackConfigError(error.problems) from None
     warnings = transition_warnings(spec, read_deployed(Collector(), deployed))
+    warnings += idle_sandbox_warnings(spec)
     if warning := partial_mirror_warning(spec):
         warnings.append(warning)
     for warning in warnings:

@@ -36,7 +36,7 @@ def test_a_files_mirror_replaces_every_default_download_url() -> None:
 
 def test_a_base_url_the_stack_sets_is_kept_under_a_files_mirror() -> None:
     config = mirrored()
-    config["runc"] = {**config["runc"], "baseUrl": "https://artifacts.example/runc"}
+    config["runc"] = {**config.get("runc", {}), "baseUrl": "https://artifacts.example/runc"}
     spec = load(config, "dev")
     assert spec.runc.base_url == "https://artifacts.example/runc"
     runc = next(f for f in stack_fetches(spec) if "runc.amd64" in f.source)

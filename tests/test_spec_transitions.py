@@ -106,7 +106,9 @@ def test_an_unreadable_record_is_refused() -> None:
 
 def with_version(version: str, control_planes: int = 3) -> dict[str, Any]:
     config = ha_config(control_planes)
-    config["kubernetes"]["version"] = version
+    # Checksums given: these versions have none pinned (tests/test_spec_pins.py).
+    config["kubernetes"].update(version=version, kubeadmSha256="a" * 64,
+                                kubeletSha256="b" * 64, kubectlSha256="c" * 64)
     return config
 
 

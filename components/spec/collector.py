@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from components.spec.model import RESERVED_LABEL_DOMAINS, Artifact
+from components.spec.pins import PUBLISHED, pinned
 
 VERSION_RE = re.compile(r"^\d+\.\d+\.\d+$")
 CONTAINERD_SUPPORTED_RE = re.compile(r"^(1\.[67]|2\.\d+)\.\d+$")
@@ -34,9 +36,15 @@ class Collector:
 
     def __init__(self) -> None:
         self.problems: list[str] = []
+        self.failed: set[str] = set()  # key paths with a problem
 
     def error(self, path: str, message: str) -> None:
         self.problems.append(f"{path}: {message}")
+        self.failed.add(path)
+
+    def ok(self, *paths: str) -> bool:
+        """None of `paths` has a problem: a rule that builds on them would only repeat it."""
+        return not self.failed.intersection(paths)
 
     def section(self, raw: Any, path: str, defaults: Mapping[str, Any]) -> dict[str, Any]:
         """A mapping merged over its defaults; unknown keys are errors (typos must not pass)."""
@@ -47,8 +55,10 @@ class Collector:
             return dict(defaults)
         for key in raw:
             if key not in defaults:
+                hint = f"did you mean {near[0]}? " if (near := near_miss(str(key), defaults)) \
+                    else ""
                 self.error(f"{path}.{key}" if path else str(key),
-                           f"unknown key; allowed: {', '.join(sorted(defaults))}")
+                           f"unknown key; {hint}allowed: {', '.join(sorted(defaults))}")
         return {**defaults, **{k: v for k, v in raw.items() if k in defaults}}
 
     def string(self, value: Any, path: str, pattern: re.Pattern[str] | None = None,
@@ -102,14 +112,44 @@ class Collector:
             return ""
         return value
 
-    def artifact(self, raw: Mapping[str, Any], path: str, version_key: str = "version",
-                 checksum_key: str = "sha256",
-                 version_pattern: re.Pattern[str] = VERSION_RE) -> Artifact:
-        version = self.string(raw[version_key], f"{path}.{version_key}", version_pattern,
-                              f"a pinned version matching {version_pattern.pattern}")
-        digest = self.checksum(raw[checksum_key], f"{path}.{checksum_key}", "sha256")
+    def checksums(self, raw: Mapping[str, Any], section: str, version_key: str,
+                  version: str | None, keys: Sequence[str], algorithm: str) -> dict[str, str]:
+        """Each of `keys` as the stack gives it, else as pinned for `version` (None: the
+        version is itself invalid, reported already). A version with neither is refused once,
+        naming the keys to set and where upstream publishes them."""
+        pins = pinned(section, version) if version else {}
+        found = {key: raw[key] if raw[key] is not None else pins.get(key) for key in keys}
+        missing = [key for key, value in found.items() if value is None]
+        if missing and version:
+            names = [f"{section}.{missing[0]}", *missing[1:]]
+            listed = names[0] if len(names) == 1 else \
+                f"{', '.join(names[:-1])} and {names[-1]}"
+            self.error(f"{section}.{version_key}",
+                       f"{version} has no pinned checksums: set {listed} "
+                       f"({PUBLISHED[section]})")
+        return {key: self.checksum(value, f"{section}.{key}", algorithm)
+                for key, value in found.items() if value is not None}
+
+    def artifact(self, raw: Mapping[str, Any], path: str,
+                 refuse: Callable[[str], str | None] = lambda version: None) -> Artifact:
+        """A `{version, sha256, baseUrl}` section; the checksum pinned for the version unless
+        given. `refuse`: why a well-formed version cannot be used, if it cannot."""
+        version = self.version(raw["version"], f"{path}.version", VERSION_RE,
+                               f"a pinned version matching {VERSION_RE.pattern}")
+        if version and (reason := refuse(version)):
+            self.error(f"{path}.version", reason)
+            version = None  # its checksums are moot
+        digest = self.checksums(raw, path, "version", version, ("sha256",), "sha256")
         base_url = self.string(raw["baseUrl"], f"{path}.baseUrl", URL_RE, "an http(s):// URL")
-        return Artifact(version, f"sha256:{digest}", base_url.rstrip("/"))
+        return Artifact(version or "", f"sha256:{digest.get('sha256', '')}",
+                        base_url.rstrip("/"))
+
+    def version(self, value: Any, path: str, pattern: re.Pattern[str],
+                allowed: str) -> str | None:
+        """A version string, or None when it is invalid (the error recorded)."""
+        known = len(self.problems)
+        version = self.string(value, path, pattern, allowed)
+        return version if len(self.problems) == known else None
 
     def quantity(self, value: Any, path: str) -> str:
         if isinstance(value, int) and not isinstance(value, bool):
@@ -118,6 +158,12 @@ class Collector:
             self.error(path, f"{value!r} is not a Kubernetes quantity (e.g. 250m, 128Mi)")
             return "0"
         return value
+
+
+def near_miss(key: str, allowed: Iterable[str]) -> list[str]:
+    """The allowed key closest to a mistyped one (case aside: podCIDR is podCidr), if any."""
+    by_lower = {str(k).lower(): str(k) for k in allowed}
+    return [by_lower[k] for k in difflib.get_close_matches(key.lower(), by_lower, n=1)]
 
 
 def label_key_ok(key: str) -> bool:

@@ -27,9 +27,10 @@ DEFAULTS: dict[str, Any] = {
         "drainTimeout": "10m",
         "podPidsLimit": 1024,
         "baseUrl": "https://dl.k8s.io/release",
-        "kubeadmSha256": "6a2346006132f6e1ed0b5248e518098cf5abbce25bf11b8926fb1073091b83f4",
-        "kubeletSha256": "9c5e717b774ee9b9285ce47e7d2150c29e84837eb19a7eaa24b60b1543c9d58f",
-        "kubectlSha256": "9591f3d75e1581f3f7392e6ad119aab2f28ae7d6c6e083dc5d22469667f27253",
+        # Checksums: None takes those pinned for `version` (components/spec/pins.py).
+        "kubeadmSha256": None,
+        "kubeletSha256": None,
+        "kubectlSha256": None,
         # kubeadm 1.34.2's own image defaults (cmd/kubeadm/app/constants), written out so the
         # artifact list is exact and a mirror can be filled from it.
         "imageRepository": DEFAULT_IMAGE_REPOSITORY,
@@ -41,25 +42,23 @@ DEFAULTS: dict[str, Any] = {
         "apiClientTimeout": None,
     },
     "containerd": {"version": "2.1.5",
-                   "sha256": "403af72d9f956ed8a5ad5b0ac0f1e8e371a1488f2b9edf9b4ba13db0653936ea",
+                   "sha256": None,
                    "baseUrl": "https://github.com/containerd/containerd/releases/download"},
     "runc": {"version": "1.3.4",
-             "sha256": "5966ca40b6187b30e33bfc299c5f1fe72e8c1aa01cf3fefdadf391668f47f103",
+             "sha256": None,
              "baseUrl": "https://github.com/opencontainers/runc/releases/download"},
     "cniPlugins": {"version": "1.8.0",
-                   "sha256": "ab3bda535f9d90766cccc90d3dddb5482003dd744d7f22bcf98186bf8eea8be6",
+                   "sha256": None,
                    "baseUrl": "https://github.com/containernetworking/plugins/releases/download"},
     "crictl": {"version": "1.34.0",
-               "sha256": "a8ff2a3edb37a98daf3aba7c3b284fe0aa5bff24166d896ab9ef64c8913c9f51",
+               "sha256": None,
                "baseUrl": "https://github.com/kubernetes-sigs/cri-tools/releases/download"},
     "cni": {"flannelVersion": "v0.26.7", "flannelCniPluginVersion": "v1.7.1-flannel1",
             "imageRegistry": "docker.io/flannel",
             "networkPolicyImage": "registry.k8s.io/networking/kube-network-policies:v1.1.0"},
     "gvisor": {"release": "20251118.0", "layout": "binaries",
-               "runscSha512": "cc95eec3e22a574ac533278ee8c72672542edf0ab467a89c13f02abea6404ffe"
-                              "20ea4a538a3482b072a8e45222a13cefbf9e7f44bada35b436769e04b12ab970",
-               "shimSha512": "b0f0fa1ee431c63cfbb9007a62c49a374bcbfbbbf5997e63c827d1673f6933d6"
-                             "5044ca4f06608bb494f870ced97295dc065810f5e905dfd4a632fe4d61faff7f",
+               "runscSha512": None,
+               "shimSha512": None,
                "baseUrl": "https://storage.googleapis.com/gvisor/releases/release",
                # systrap and runsc's own defaults (directfs on, overlay2 root:self): chosen
                # from benchmarks/sandbox_overhead.py, reasons in the README's "Performance".
@@ -69,7 +68,7 @@ DEFAULTS: dict[str, Any] = {
                # extra CPU while a sandbox starts (docs/benchmarks/sandbox_overhead.txt).
                "overhead": {"cpu": "170m", "memory": "64Mi"}},
     "kata": {"version": "3.7.0",
-             "sha256": "bebf218cafdc082476c7dabbcc5439aee6a41d6dda24dd3cfffbe0a6ae94e23d",
+             "sha256": None,
              "baseUrl": "https://github.com/kata-containers/kata-containers/releases/download",
              "overhead": {"cpu": "250m", "memory": "320Mi"}},
     "kubeVip": {"version": "v0.9.2"},

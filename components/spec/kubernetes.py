@@ -16,23 +16,23 @@ from components.spec.collector import (
 )
 from components.spec.model import Artifact, KubernetesSpec
 
+BINARIES = ("kubeadm", "kubelet", "kubectl")
 # A pinned tag: never `latest`, which would move under a mirror.
 IMAGE_TAG_ANY = re.compile(r"^(?!latest$)[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
 def read_kubernetes(c: Collector, raw: Any, defaults: Mapping[str, Any]) -> KubernetesSpec:
     k8s = c.section(raw, "kubernetes", defaults["kubernetes"])
-    version = c.string(k8s["version"], "kubernetes.version", VERSION_RE,
-                       "a pinned version like 1.34.2 (no 'v', no 'latest')")
+    version = c.version(k8s["version"], "kubernetes.version", VERSION_RE,
+                        "a pinned version like 1.34.2 (no 'v', no 'latest')")
     base_url = c.string(k8s["baseUrl"], "kubernetes.baseUrl", URL_RE, "an http(s):// URL")
-    binaries = {
-        b: Artifact(version,
-                    f"sha256:{c.checksum(k8s[f'{b}Sha256'], f'kubernetes.{b}Sha256', 'sha256')}",
-                    base_url.rstrip("/"))
-        for b in ("kubeadm", "kubelet", "kubectl")
-    }
+    digests = c.checksums(k8s, "kubernetes", "version", version,
+                          [f"{b}Sha256" for b in BINARIES], "sha256")
+    binaries = {b: Artifact(version or "", f"sha256:{digests.get(f'{b}Sha256', '')}",
+                            base_url.rstrip("/"))
+                for b in BINARIES}
     return KubernetesSpec(
-        version=version,
+        version=version or "",
         pod_cidr=c.network(k8s["podCidr"], "kubernetes.podCidr"),
         service_cidr=c.network(k8s["serviceCidr"], "kubernetes.serviceCidr"),
         cluster_name=c.string(k8s["clusterName"], "kubernetes.clusterName", DNS_LABEL_RE,

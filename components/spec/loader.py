@@ -68,7 +68,10 @@ def load(raw: Mapping[str, Any], stack: str, deployed: Any = None) -> ClusterSpe
                                 "a tag like v0.9.2")
     check_sandbox_hosts(c, pools, gvisor, runtimes.containerd)
     tenants = read_tenants(c, top["tenants"])
-    if tenants and not any(p.runtimes for p in pools):
+    # Unless the pools or their runtimes are themselves invalid (reported already).
+    runtimes_read = c.ok("pools") and not any(
+        f.startswith("pools[") and ".runtimes" in f for f in c.failed)
+    if tenants and runtimes_read and not any(p.runtimes for p in pools):
         c.error("tenants", "tenant pods must run sandboxed, but no pool runs gvisor or kata")
 
     control_plane = _check_pools(c, pools,
@@ -116,16 +119,22 @@ def _check_pools(c: Collector, pools: Sequence[PoolSpec],
         if p.name in seen:
             c.error(f"pools[{p.name}].name", "duplicate pool name")
         seen.add(p.name)
+    # A pool whose role or count is invalid (reported already) cannot be counted.
+    roles_read = not any(f.startswith("pools[") and f.endswith(".role") for f in c.failed)
+    counts_read = not any(f.startswith("pools[") and f.endswith(".count") for f in c.failed)
     control_planes = [p for p in pools if p.is_control_plane]
-    if pools and len(control_planes) != 1:
+    if pools and roles_read and len(control_planes) != 1:
         c.error("pools", f"exactly one pool must have role control-plane (found "
                          f"{len(control_planes)})")
-    if pools and not any(not p.is_control_plane and p.count > 0 for p in pools):
+    if pools and roles_read and counts_read and \
+            not any(not p.is_control_plane and p.count > 0 for p in pools):
         c.error("pools", "at least one worker pool with count > 0 is required")
     if not control_planes:
         return None
     cp = control_planes[0]
-    check_control_planes(c, cp, previous)
+    if c.ok(f"pools[{cp.name}].count"):
+        # Without valid names, only the count can be judged, not what changes.
+        check_control_planes(c, cp, previous if c.ok(f"pools[{cp.name}].names") else None)
     return cp
 
 

@@ -317,7 +317,9 @@ class ClusterSpec:
 
     @property
     def enabled_sandboxes(self) -> tuple[str, ...]:
-        enabled = {r for p in self.pools for r in p.runtimes}
+        """Sandboxes some node runs. A pool scaled to 0 keeps its runtimes for later, but its
+        RuntimeClass, sample pod and proof Job would only stay Pending: they wait for nodes."""
+        enabled = {r for p in self.pools if p.count for r in p.runtimes}
         return tuple(r for r in SANDBOX_HANDLERS if r in enabled)
 
     @property
@@ -325,7 +327,8 @@ class ClusterSpec:
         return tuple(dict.fromkeys(p.libvirt_uri for p in self.pools))
 
     def pools_with(self, runtime: str) -> tuple[PoolSpec, ...]:
-        return tuple(p for p in self.pools if runtime in p.runtimes)
+        """The pools with nodes that run `runtime` (as enabled_sandboxes counts them)."""
+        return tuple(p for p in self.pools if p.count and runtime in p.runtimes)
 
     def needs_kvm(self, pool: PoolSpec) -> bool:
         """Kata starts a VM per pod, and runsc's kvm platform uses KVM directly: either needs

@@ -24,7 +24,7 @@ def read_network(c: Collector, raw: Any, stack: str) -> tuple[NetworkSpec, Any]:
                                   "bridge, e.g. br0)")
     gateway = c.address(net["gateway"], "network.gateway") if net["gateway"] else (
         hosts[0] if hosts else None)
-    if gateway is not None and hosts and gateway not in cidr:
+    if gateway is not None and hosts and c.ok("network.cidr") and gateway not in cidr:
         c.error("network.gateway", f"{gateway} is outside network.cidr {cidr}")
     dns: list[ipaddress.IPv4Address] = []
     if net["dns"] is None:
@@ -67,7 +67,7 @@ def read_denied_egress(c: Collector, raw: Any) -> tuple[ipaddress.IPv4Network, .
 
 
 def check_disjoint(c: Collector, ranges: Mapping[str, ipaddress.IPv4Network]) -> None:
-    items = list(ranges.items())
+    items = [(key, net) for key, net in ranges.items() if c.ok(key)]
     for i, (a_key, a_net) in enumerate(items):
         for b_key, b_net in items[i + 1:]:
             if a_net.prefixlen and b_net.prefixlen and a_net.overlaps(b_net):
@@ -86,7 +86,7 @@ def with_vip(c: Collector, network: NetworkSpec, raw_vip: Any,
                                            "a free address in network.cidr")
         return network
     vip = c.address(raw_vip, "network.controlPlaneVip")
-    if vip is not None and vip not in network.cidr:
+    if vip is not None and c.ok("network.cidr") and vip not in network.cidr:
         c.error("network.controlPlaneVip", f"{vip} is outside network.cidr {network.cidr}")
     return dataclasses.replace(network, control_plane_vip=vip)
 
@@ -97,24 +97,32 @@ def assign_nodes(c: Collector, network: NetworkSpec, pools: Sequence[PoolSpec],
     cidr = network.cidr
     nodes: list[NodeSpec] = []
     seen: dict[str, str] = {}
-    next_host = network.first_node_host
+    # Addresses follow from the range, the first host and the gateway: if one is invalid
+    # (reported already), what the nodes would get says nothing more.
+    addressed = c.ok("network.cidr", "network.firstNodeHost", "network.gateway")
+    homeless: list[str] = []
+    number = int(cidr.network_address) + network.first_node_host
+    total = sum(len(p.node_names) for p in pools)
     for p in pools:
         for node_name in p.node_names:
             if node_name in seen:
                 c.error(f"pools[{p.name}].names", f"node name {node_name!r} is also used by "
                                                   f"pool {seen[node_name]!r}")
             seen[node_name] = p.name
-            ip = cidr.network_address + next_host
-            next_host += 1
-            if cidr.prefixlen and (ip not in cidr or ip == cidr.broadcast_address):
-                c.error("network.cidr", f"{cidr} has no room for node {node_name} (addresses "
-                                        f"are assigned from host {network.first_node_host} "
-                                        "upward)")
+            ip = ipaddress.IPv4Address(min(number, 2**32 - 1))
+            number += 1
+            if addressed and cidr.prefixlen and (ip not in cidr or
+                                                 ip == cidr.broadcast_address):
+                homeless.append(node_name)
                 continue
-            if ip in (network.gateway, network.control_plane_vip):
+            if addressed and ip in (network.gateway, network.control_plane_vip):
                 c.error("network.firstNodeHost", f"node {node_name} would get {ip}, which is "
                                                  "the gateway or control-plane VIP")
             nodes.append(NodeSpec(node_name, p, ip, node_mac(stack, node_name)))
+    if homeless:
+        c.error("network.cidr", f"{cidr} has no room for {len(homeless)} of the "
+                                f"{total} nodes ({', '.join(homeless)}): addresses are "
+                                f"assigned from host {network.first_node_host} upward")
     if len({p.libvirt_uri for p in pools}) > 1 and network.mode != "bridge":
         c.error("network.mode", "pools on several libvirt hosts need network.mode bridge (a "
                                 "bridge on a segment every host shares); a NAT network exists "

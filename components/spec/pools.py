@@ -26,6 +26,7 @@ from components.spec.model import (
     ROLES,
     SANDBOX_HANDLERS,
     TAINT_EFFECTS,
+    ClusterSpec,
     DirectBoot,
     PoolSpec,
     Taint,
@@ -53,11 +54,11 @@ def read_pools(c: Collector, raw: Any, libvirt: Mapping[str, Any],
         role = c.choice(p["role"], f"{path}.role", ROLES)
         count = c.integer(p["count"], f"{path}.count", 1 if role == "control-plane" else 0, 50)
         cpu = c.integer(p["cpu"], f"{path}.cpu", 1, 64)
-        if role == "control-plane" and isinstance(cpu, int) and cpu < 2:
+        if role == "control-plane" and c.ok(f"{path}.role", f"{path}.cpu") and cpu < 2:
             c.error(f"{path}.cpu", f"kubeadm needs at least {KUBEADM_MIN_CPUS_CONTROL_PLANE} "
                                    "vCPUs on a control-plane node")
         memory = c.integer(p["memoryMiB"], f"{path}.memoryMiB", 1, 1024 * 1024)
-        if isinstance(memory, int) and 0 < memory < KUBEADM_MIN_MEMORY_MIB:
+        if c.ok(f"{path}.memoryMiB") and memory < KUBEADM_MIN_MEMORY_MIB:
             c.error(f"{path}.memoryMiB", f"{memory} MiB is under kubeadm's minimum of "
                                          f"{KUBEADM_MIN_MEMORY_MIB} MiB")
         disk = c.integer(p["diskGiB"], f"{path}.diskGiB", 10, 4096)
@@ -76,7 +77,7 @@ def read_pools(c: Collector, raw: Any, libvirt: Mapping[str, Any],
                     c.error(f"{path}.runtimes[{j}]", f"{r!r} is listed twice")
                 else:
                     runtimes.append(r)
-        if runtimes and role == "control-plane":
+        if runtimes and role == "control-plane" and c.ok(f"{path}.role"):
             c.error(f"{path}.runtimes", "sandbox runtimes run on worker pools only; tenants "
                                         "must stay off the control plane")
         labels: dict[str, str] = {}
@@ -122,7 +123,8 @@ def read_pools(c: Collector, raw: Any, libvirt: Mapping[str, Any],
         names: tuple[str, ...]
         if p["names"] is None:
             names = tuple(f"{name}-{n + 1}" for n in range(count if isinstance(count, int) else 0))
-        elif not isinstance(p["names"], list) or len(p["names"]) != count:
+        elif not isinstance(p["names"], list) or (c.ok(f"{path}.count")
+                                                  and len(p["names"]) != count):
             c.error(f"{path}.names", f"must list exactly `count` ({count}) node names")
             names = ()
         else:
@@ -190,3 +192,19 @@ def read_boot(c: Collector, raw: Any, path: str) -> DirectBoot | None:
         cmdline = ""
     return DirectBoot(kernel, initrd, " ".join(cmdline.split()))
 
+
+
+def idle_sandbox_warnings(spec: ClusterSpec) -> list[str]:
+    """Sandboxes whose every pool has count 0: nothing of theirs is declared on the cluster."""
+    warnings = []
+    for runtime in SANDBOX_HANDLERS:
+        idle = [p.name for p in spec.pools if runtime in p.runtimes]
+        if idle and runtime not in spec.enabled_sandboxes:
+            warnings.append(
+                f"{runtime}: every pool that runs it has count 0 "
+                f"({', '.join(f'pools[{n}]' for n in idle)}), so its RuntimeClass, sample pod "
+                "and proof Job are left out until one has nodes")
+    if spec.tenants and not spec.enabled_sandboxes:
+        warnings.append("tenants: no sandbox pool has nodes, so no tenant pod can run (each "
+                        "must name a sandbox RuntimeClass)")
+    return warnings

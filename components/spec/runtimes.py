@@ -12,8 +12,8 @@ from components.spec.collector import (
     IMAGE_TAG_RE,
     PINNED_IMAGE_RE,
     URL_RE,
-    VERSION_RE,
     Collector,
+    near_miss,
 )
 from components.spec.model import (
     RUNSC_FLAG_ALLOWLIST,
@@ -37,12 +37,10 @@ class NodeRuntimes:
 
 def read_node_runtimes(c: Collector, top: Mapping[str, Any],
                        defaults: Mapping[str, Any]) -> NodeRuntimes:
-    containerd = c.artifact(c.section(top["containerd"], "containerd", defaults["containerd"]),
-                            "containerd")
-    if VERSION_RE.match(containerd.version) and \
-            not CONTAINERD_SUPPORTED_RE.match(containerd.version):
-        c.error("containerd.version", f"{containerd.version} is not supported; use 1.6.x, 1.7.x "
-                                      "or 2.x")
+    containerd = c.artifact(
+        c.section(top["containerd"], "containerd", defaults["containerd"]), "containerd",
+        lambda v: None if CONTAINERD_SUPPORTED_RE.match(v) else
+        f"{v} is not supported; use 1.6.x, 1.7.x or 2.x")
     cni_raw = c.section(top["cni"], "cni", defaults["cni"])
     return NodeRuntimes(
         containerd=containerd,
@@ -69,8 +67,10 @@ def _runsc_flags(c: Collector, raw: Any) -> dict[str, str]:
         return flags
     for k, v in raw.items():
         if k not in RUNSC_FLAG_ALLOWLIST:
-            c.error(f"gvisor.flags.{k}", "is not an allowed runsc flag; allowed: "
-                                         f"{', '.join(RUNSC_FLAG_ALLOWLIST)}")
+            near = near_miss(str(k), RUNSC_FLAG_ALLOWLIST)
+            c.error(f"gvisor.flags.{k}", "is not an allowed runsc flag; "
+                                         f"{f'did you mean {near[0]}? ' if near else ''}"
+                                         f"allowed: {', '.join(RUNSC_FLAG_ALLOWLIST)}")
         elif not isinstance(v, str | bool | int):
             c.error(f"gvisor.flags.{k}", "must be a string, number or boolean")
         else:
@@ -82,19 +82,19 @@ def read_gvisor(c: Collector, raw: Any, defaults: Mapping[str, Any]) -> GvisorSp
     g = c.section(raw, "gvisor", defaults["gvisor"])
     overhead = c.section(g["overhead"], "gvisor.overhead", defaults["gvisor"]["overhead"])
     layout = c.choice(g["layout"], "gvisor.layout", ("binaries", "archive"))
+    release = gvisor_release(c, g["release"])
     checksums: dict[str, str] = {}
     if layout == "binaries":
-        checksums = {
-            "runsc": c.checksum(g["runscSha512"], "gvisor.runscSha512", "sha512"),
-            "containerd-shim-runsc-v1": c.checksum(g["shimSha512"], "gvisor.shimSha512",
-                                                   "sha512"),
-        }
+        given = c.checksums(g, "gvisor", "release", release, ("runscSha512", "shimSha512"),
+                            "sha512")
+        checksums = {file: given[key] for file, key in (("runsc", "runscSha512"),
+                                                        ("containerd-shim-runsc-v1",
+                                                         "shimSha512")) if key in given}
     elif g["runscSha512"] or g["shimSha512"]:
         c.error("gvisor.runscSha512", "applies to layout binaries only; the archive layout is "
                                       "verified against its published .sha512")
     return GvisorSpec(
-        release=c.string(g["release"], "gvisor.release", GVISOR_RELEASE_RE,
-                         "a dated release like 20251110 or 20251110.0 (never 'latest')"),
+        release=release or "",
         base_url=c.string(g["baseUrl"], "gvisor.baseUrl", URL_RE,
                           "an http(s):// URL").rstrip("/"),
         layout=layout,
@@ -106,13 +106,29 @@ def read_gvisor(c: Collector, raw: Any, defaults: Mapping[str, Any]) -> GvisorSp
     )
 
 
+def gvisor_release(c: Collector, value: Any) -> str | None:
+    """The dated release as a string, None if invalid. `pulumi config set --path` stores
+    20251118 as a number, which names the release as well; YAML reads an unquoted
+    20251118.0 as a float, whose text is no longer the release's name (20251118.10 would come
+    back as 20251118.1), so a float is refused."""
+    path = "gvisor.release"
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    elif isinstance(value, float):
+        c.error(path, f"{value!r} was read as a number; quote it (release: \"{value}\") so "
+                      "it names the release exactly")
+        return None
+    return c.version(value, path, GVISOR_RELEASE_RE,
+                     "a dated release like 20251110 or 20251110.0 (never 'latest')")
+
+
 def read_kata(c: Collector, raw: Any, pools: Sequence[PoolSpec],
               defaults: Mapping[str, Any]) -> KataSpec:
     """Kata's artifact is validated only when a pool runs it (its defaults may lag)."""
     k = c.section(raw, "kata", defaults["kata"])
     overhead = c.section(k["overhead"], "kata.overhead", defaults["kata"]["overhead"])
     artifact = (c.artifact(k, "kata") if any("kata" in p.runtimes for p in pools)
-                else Artifact(str(k["version"]), f"sha256:{k['sha256']}", str(k["baseUrl"])))
+                else Artifact(str(k["version"]), "", str(k["baseUrl"])))
     return KataSpec(artifact, c.quantity(overhead["cpu"], "kata.overhead.cpu"),
                     c.quantity(overhead["memory"], "kata.overhead.memory"))
 

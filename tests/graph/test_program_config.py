@@ -6,11 +6,14 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import pulumi
 import pytest
+from pulumi.runtime import config as runtime_config
 
+from components.config import read_stack_spec
 from components.host import HostError, missing_tools
-from components.spec import ConfigError
-from tests.graph.harness import Graph, run_program, stack_config
+from components.spec import PROJECT, ConfigError
+from tests.graph.harness import FakeProviders, Graph, engine_config, run_program, stack_config
 
 
 def test_invalid_config_registers_nothing() -> None:
@@ -18,14 +21,36 @@ def test_invalid_config_registers_nothing() -> None:
     config["sandboxed-k8s:pools"][1]["runtimes"] = ["firecracker"]
     config["sandboxed-k8s:kubernetes"]["version"] = "latest"
     config["sandboxed-k8s:colour"] = "blue"
+    config["sandboxed-k8s:tenant"] = [{"name": "a"}]
     graph = Graph()
-    with pytest.raises(ConfigError) as error:
+    # Pulumi's RunError: the engine prints its message alone, without a Python traceback.
+    with pytest.raises(pulumi.RunError) as error:
         graph = run_program(config, "dev")
+    assert isinstance(error.value, ConfigError)  # python -m render reports it too
     message = str(error.value)
     assert "pools[gvisor].runtimes[0]" in message
     assert "kubernetes.version" in message
-    assert "colour: unknown key" in message
+    assert "colour: unknown key; allowed: " in message
+    assert "tenant: unknown key; did you mean tenants? allowed: " in message  # a project key
     assert graph.resources == []
+
+
+def test_read_stack_spec_raises_pulumis_run_error_with_every_problem() -> None:
+    config: dict[str, Any] = copy.deepcopy(stack_config("dev"))
+    config["sandboxed-k8s:network"]["cidr"] = "10.17.0.0/33"
+    config["sandboxed-k8s:kubernetes"]["version"] = "1.34.3"
+    runtime_config.set_all_config(engine_config(config), [])
+    pulumi.runtime.set_mocks(FakeProviders(), project=PROJECT, stack="dev", preview=False)
+    with pytest.raises(pulumi.RunError) as error:
+        read_stack_spec()
+    assert str(error.value) == (
+        "invalid stack configuration:\n"
+        "  - network.cidr: '10.17.0.0/33' is not an IPv4 network in CIDR form (e.g. "
+        "10.17.0.0/24)\n"
+        "  - kubernetes.version: 1.34.3 has no pinned checksums: set kubernetes.kubeadmSha256, "
+        "kubeletSha256 and kubectlSha256 (dl.k8s.io publishes each as <binary>.sha256)")
+    # Nothing chained: the engine shows this message, not the validation's internals.
+    assert error.value.__cause__ is None and error.value.__suppress_context__
 
 
 def test_pool_on_a_second_hypervisor_gets_its_own_provider() -> None:

@@ -124,16 +124,22 @@ def test_workers_are_drained_through_the_first_control_planes_helper(graph: Grap
         assert is_secret(step.raw_inputs["stdin"])
 
 
+# A version without pins: the stack gives its checksums (what a site's own builds would be).
+OWN_BUILD = {"kubeadmSha256": "a" * 64, "kubeletSha256": "b" * 64, "kubectlSha256": "c" * 64}
+
+
 def ha_with_version(version: str) -> dict[str, Any]:
     config = copy.deepcopy(stack_config("ha"))
-    config["sandboxed-k8s:kubernetes"]["version"] = version
+    config["sandboxed-k8s:kubernetes"].update(version=version, **OWN_BUILD)
     return config
 
 
 def test_a_minor_upgrade_reaches_every_node() -> None:
     graph = run_program(ha_with_version("1.35.0"), "ha", mocks=FakeProviders(HA_DEPLOYED))
     for node in ORDER["ha"]:
-        assert script_params(command(graph, f"{node}-upgrade"))["K8S_VERSION"] == "1.35.0"
+        params = script_params(command(graph, f"{node}-upgrade"))
+        assert params["K8S_VERSION"] == "1.35.0"
+        assert params["KUBEADM_SHA256"] == "a" * 64  # the new version's, never 1.34.2's
     assert graph.stack_outputs["deployed"][0]["kubernetesVersion"] == "1.35.0"
 
 
