@@ -12,7 +12,7 @@ import pulumi
 from pulumi_command import remote
 
 from components.remote import HelperAccess, script_step
-from components.render.kubeadm import render_upgrade_config
+from components.render.kubeadm import render_upgrade_config, render_upgrade_health_check_job
 from components.spec import ClusterSpec, NodeSpec
 
 
@@ -53,6 +53,8 @@ class NodeUpgrade(pulumi.ComponentResource):
                                                               k8s.control_plane_timeout)
         if args.cluster_configuration is not None:
             files["CLUSTER_CONFIGURATION"] = args.cluster_configuration
+            files["HEALTH_CHECK_JOB"] = render_upgrade_health_check_job(k8s.pause_image)
+            params["HEALTH_CHECK_TIMEOUT"] = k8s.control_plane_timeout
         if args.helper is not None:
             params.update(args.helper.params())
             files.update(args.helper.files())

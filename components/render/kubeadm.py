@@ -157,14 +157,45 @@ def render_init_config(cluster: ClusterConfig, node: NodeRegistration, advertise
                       _kubelet_configuration(cluster.pod_pids_limit)])
 
 
+# kubeadm's own name for its upgrade health check, which gives a Job 15 seconds to complete;
+# upgrade-node.sh runs the same Job (HEALTH_CHECK_JOB) with the stack's wait instead.
+KUBEADM_JOB_CHECK = "CreateJob"
+HEALTH_CHECK_JOB = "sandboxed-k8s-upgrade-health-check"
+
+
 def render_upgrade_config(version: str, timeout: str = "4m") -> str:
     """kubeadm upgrade apply / upgrade node --config: the version to go to and kubeadm's waits
-    as init's; the static pods' restarts (`upgradeManifests`, 5m by default) wait as long."""
+    as init's; the static pods' restarts (`upgradeManifests`, 5m by default) wait as long.
+    kubeadm's Job check is left to render_upgrade_health_check_job's Job."""
     return _dump_all([{
         "apiVersion": KUBEADM_API,
         "kind": "UpgradeConfiguration",
-        "apply": {"kubernetesVersion": f"v{version}"},
+        "apply": {"kubernetesVersion": f"v{version}",
+                  "ignorePreflightErrors": [KUBEADM_JOB_CHECK]},
         "timeouts": {**waits(timeout), "upgradeManifests": timeout},
+    }])
+
+
+def render_upgrade_health_check_job(pause_image: str) -> str:
+    """The Job kubeadm's upgrade health check creates (cmd/kubeadm/app/phases/upgrade/
+    health.go: the pause image as user 999, tolerating the control-plane taint, no retries):
+    the cluster can schedule, pull and run a pod. Its 15-second limit is kubeadm's; the
+    upgrade step waits kubernetes.controlPlaneTimeout, which a slow host can meet."""
+    return _dump_all([{
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": HEALTH_CHECK_JOB, "namespace": "kube-system"},
+        "spec": {
+            "backoffLimit": 0,
+            "ttlSecondsAfterFinished": 600,
+            "template": {"spec": {
+                "restartPolicy": "Never",
+                "securityContext": {"runAsUser": 999, "runAsGroup": 999, "runAsNonRoot": True},
+                "tolerations": [{"key": "node-role.kubernetes.io/control-plane",
+                                 "effect": "NoSchedule"}],
+                "containers": [{"name": "health-check", "image": pause_image, "args": ["-v"]}],
+            }},
+        },
     }])
 
 

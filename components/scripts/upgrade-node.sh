@@ -12,7 +12,8 @@
 # Parameters: NODE_NAME ROLE (first | control-plane | worker) K8S_VERSION K8S_BASE_URL
 #             KUBEADM_SHA256 DRAIN_TIMEOUT STEPS (the node steps shipped as STEP_<NAME>_B64, in
 #             order; KUBERNETES last) UPGRADE_CONFIGURATION_B64 (kubeadm's upgrade --config:
-#             the version and its waits) [CLUSTER_CONFIGURATION_B64 (first)]
+#             the version and its waits) [CLUSTER_CONFIGURATION_B64 HEALTH_CHECK_JOB_B64
+#             HEALTH_CHECK_TIMEOUT (first)]
 #             [MAINTENANCE_HOST MAINTENANCE_USER MAINTENANCE_KEY_B64 MAINTENANCE_KNOWN_HOSTS_B64
 #             (workers: the first control plane's maintenance helper, see helper_ssh)]
 set -euo pipefail
@@ -59,6 +60,25 @@ maintenance() {
 # replace what the running node uses.
 run_step() {
   NODE_DRAINED=1 bash "$WORK/$1.sh" || die "the $1 step failed on the drained node; $stays"
+}
+
+# health_check : kubeadm's upgrade health check, a Job in kube-system that must complete (a pod
+# scheduled, its image pulled, run), with the stack's wait; kubeadm's own gives it 15 seconds,
+# which a slow host cannot meet, and is skipped in the UpgradeConfiguration.
+health_check() {
+  local manifest=$WORK/health-check-job.yaml job
+  decode_param HEALTH_CHECK_JOB_B64 >"$manifest"
+  kubectl --kubeconfig "$admin" delete -f "$manifest" --ignore-not-found --wait=true >/dev/null
+  job=$(kubectl --kubeconfig "$admin" create -f "$manifest" -o name) ||
+    die "cannot create the upgrade health check's Job"
+  if ! kubectl --kubeconfig "$admin" -n kube-system wait --for=condition=complete "$job" \
+    --timeout="$HEALTH_CHECK_TIMEOUT"; then
+    kubectl --kubeconfig "$admin" -n kube-system describe "$job" >&2 || true
+    die "the cluster ran no pod within $HEALTH_CHECK_TIMEOUT ($job did not complete);" \
+      "nothing was upgraded"
+  fi
+  kubectl --kubeconfig "$admin" delete -f "$manifest" --ignore-not-found >/dev/null || true
+  log "health check: $job completed"
 }
 
 # control_plane_version : the version this control plane's API server static pod runs.
@@ -111,7 +131,8 @@ if ((control_plane)); then
   if [[ $ROLE == first ]]; then
     # The configuration kubeadm upgrades to (version, image tags, flags): the program's, as
     # kubeadm init read it.
-    require_params CLUSTER_CONFIGURATION_B64
+    require_params CLUSTER_CONFIGURATION_B64 HEALTH_CHECK_JOB_B64 HEALTH_CHECK_TIMEOUT
+    health_check
     decode_param CLUSTER_CONFIGURATION_B64 >"$WORK/cluster-configuration.yaml"
     kubectl --kubeconfig "$admin" -n kube-system create configmap kubeadm-config \
       --from-file=ClusterConfiguration="$WORK/cluster-configuration.yaml" \

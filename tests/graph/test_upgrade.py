@@ -78,6 +78,12 @@ def test_the_first_control_plane_upgrades_to_what_init_read(graph: Graph, stack:
                                         "KUBEADM_CONFIG_B64")
                 if d["kind"] == "ClusterConfiguration")
     assert shipped_yaml(command(graph, f"{first}-upgrade"), "CLUSTER_CONFIGURATION_B64") == [init]
+    # kubeadm's Job health check, run with the stack's wait on the first control plane only.
+    (job,) = shipped_yaml(command(graph, f"{first}-upgrade"), "HEALTH_CHECK_JOB_B64")
+    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == \
+        f"{init['imageRepository']}/pause:3.10.1"
+    assert params["HEALTH_CHECK_TIMEOUT"] == "4m"
+    assert "HEALTH_CHECK_JOB_B64" not in script_params(command(graph, f"{ORDER[stack][1]}-upgrade"))
     assert "CLUSTER_CONFIGURATION_B64" not in script_params(
         command(graph, f"{ORDER[stack][1]}-upgrade"))
     assert params["ROLE"] == "first"
@@ -95,6 +101,7 @@ def test_every_upgrade_tells_kubeadm_the_version_and_the_stacks_waits(graph: Gra
         assert config["kind"] == "UpgradeConfiguration"
         assert config["apply"]["kubernetesVersion"] == \
             "v" + script_params(command(graph, f"{node}-upgrade"))["K8S_VERSION"]
+        assert config["apply"]["ignorePreflightErrors"] == ["CreateJob"]
         assert config["timeouts"] == {"controlPlaneComponentHealthCheck": wait,
                                       "kubeletHealthCheck": wait, "upgradeManifests": wait}
 

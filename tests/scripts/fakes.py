@@ -110,6 +110,16 @@ case "$*" in
     if [[ -e $s/uncordon-fails ]]; then rm "$s/uncordon-fails"; exit 1; fi ;;
   "-n kube-system create configmap kubeadm-config "*) echo "kind: ConfigMap" ;;
   "replace -f -") cat >"$s/replaced" ;;
+  # The upgrade health check's Job: it completes unless "job-never-completes" exists.
+  "delete -f "*" --ignore-not-found"*) ;;
+  "create -f "*" -o name")
+    cp "$3" "$s/health-check-job"
+    echo "job.batch/$(sed -n 's/^  name: //p' "$3")" ;;
+  "-n kube-system wait --for=condition=complete job.batch/"*)
+    if [[ -e $s/job-never-completes ]]; then
+      echo "error: timed out waiting for the condition" >&2; exit 1
+    fi ;;
+  "-n kube-system describe job.batch/"*) echo "Events: none" ;;
   "get node "*" -o name --ignore-not-found") [[ ! -e $s/node-$3 ]] || echo "node/$3" ;;
   "get node "*" -o jsonpath="*) cat "$s/node-$3" ;;
   "cordon "*) [[ -e $s/node-$2 ]] ;;

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from components.render.kubeadm import render_upgrade_config
+from components.render.kubeadm import render_upgrade_config, render_upgrade_health_check_job
 from components.render.scripts import b64, render_invocation
 from tests.scripts.fakes import FakeNode
 
 KUBEADM = b"#!/bin/sh\necho kubeadm 1.35.0\n"
+HEALTH_CHECK = render_upgrade_health_check_job("registry.k8s.io/pause:3.10.1")
 
 
 def fake_step(name: str) -> str:
@@ -77,6 +78,7 @@ def upgrade(node: FakeNode, role: str = "worker", version: str = "1.34.2",
            "HEALTH_CHECKS": "2", "HEALTH_CHECK_SECONDS": "0",
            "CLUSTER_CONFIGURATION_B64": b64("kind: ClusterConfiguration\n"),
            "UPGRADE_CONFIGURATION_B64": b64(render_upgrade_config(version, "40m")),
+           "HEALTH_CHECK_JOB_B64": b64(HEALTH_CHECK), "HEALTH_CHECK_TIMEOUT": "40m",
            "MAINTENANCE_HOST": "10.18.0.10", "MAINTENANCE_USER": "k8sadmin",
            "MAINTENANCE_KEY_B64": b64("key\n"),
            "MAINTENANCE_KNOWN_HOSTS_B64": b64("10.18.0.10 ssh-ed25519 AAAA\n"),
@@ -178,6 +180,10 @@ def test_the_first_control_plane_runs_kubeadm_upgrade_apply_before_its_drain(
     assert apply.startswith("kubeadm upgrade apply --config ") and "--yes" not in apply
     assert node.read("kubeadm-config") == render_upgrade_config("1.35.0", "40m")
     assert node.read("kubeadm-stdin") == "y\n"
+    # kubeadm's 15-second Job check is skipped; the same Job ran first, with the stack's wait.
+    assert node.read("health-check-job") == HEALTH_CHECK
+    waits = [c for c in node.calls("kubectl") if " wait --for=condition=complete " in c]
+    assert waits and waits[0].endswith("--timeout=40m")
     assert node.read("replaced") == "kind: ConfigMap\n"  # the program's ClusterConfiguration
     # Its own admin credentials drain it; no helper.
     assert not node.calls("ssh")
@@ -220,3 +226,14 @@ def test_a_failed_uncordon_is_retried_though_nothing_is_left_to_install(
     rc, log = upgrade(node)
     assert rc == 0, log
     assert "up to date" not in log and done(node)[-1] == "uncordon"
+
+
+def test_the_upgrade_stops_before_kubeadm_when_the_cluster_runs_no_pod(node: FakeNode) -> None:
+    as_control_plane(node)
+    pending(node, "KUBERNETES")
+    (node.state / "job-never-completes").touch()
+    rc, log = upgrade(node, role="first", version="1.35.0",
+                      steps=("CONTAINERD", "CONTAINERD_CONFIG", "KUBERNETES"))
+    assert rc != 0 and "the cluster ran no pod within 40m" in log, log
+    assert not [c for c in node.calls("kubeadm") if c.startswith("kubeadm upgrade")]
+    assert "drain" not in done(node)
