@@ -5,8 +5,13 @@ Then the nodes answer only with their pinned host keys, `python -m verify` passe
 the exported state holds no secret in plain text, a second `up` changes nothing, a memory
 change takes the worker out of the cluster, replaces its VM and runs every one of its steps
 again (join included) until it is Ready, `up --refresh` brings back `nginx-gvisor` (the drain
-deleted it), and `destroy` leaves libvirt empty. Each resource's
-duration (from the engine's event log) is printed at the end.
+deleted it). The gVisor pool then grows to two nodes: the preview creates only `worker2`'s
+resources (and its removal step) and updates nothing but the maintenance helper's table of
+workers; `worker2` is Ready with its pool's label, answers with its pinned host key and runs a
+gVisor pod. Back to one node: the preview deletes exactly those resources, the removal drains
+`worker2` and deletes its Node, its pods go, libvirt holds nothing of it, and a further `up`
+changes nothing. Last, `destroy` leaves libvirt empty. Each resource's duration (from the
+engine's event log) is printed at the end.
 
 The tests share one deployment and run in file order.
 """
