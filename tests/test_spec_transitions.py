@@ -63,6 +63,7 @@ def test_three_to_two_control_planes_moves_no_worker() -> None:
 
 
 @pytest.mark.parametrize("addresses", [["10.18.0.10"], {"control-plane-1": "10.18.0"},
+                                       {"control-plane-1": 168951818},
                                        {"Control_Plane": "10.18.0.10"}])
 def test_a_record_with_bad_addresses_is_refused(addresses: Any) -> None:
     message = problems(ha_config(3), {**deployed(*CP), "addresses": addresses})

@@ -52,7 +52,7 @@ def deployed_record(spec: ClusterSpec) -> dict[str, Any]:
 
 
 def _addresses(value: Any) -> bool:
-    if not isinstance(value, Mapping):
+    if not isinstance(value, Mapping) or not all(isinstance(a, str) for a in value.values()):
         return False
     try:
         for address in value.values():
