@@ -43,7 +43,8 @@ def _parse(value: str | None) -> Any:
 
 def previous_deployment() -> Any:
     """This stack's own output `deployed` as its last update left it (None before the first;
-    the names of its nodes for a stack deployed before the program kept that record).
+    the names of its nodes for a stack deployed before the program kept that record; the
+    addresses of its nodes from the output `nodes` for a record from before it held them).
 
     Read synchronously, before anything is declared, so a change the record forbids is refused
     with the config errors. The self-managed (file) backend and Pulumi Cloud both name a stack
@@ -61,7 +62,11 @@ def previous_deployment() -> Any:
         nodes = outputs.get("nodes")
         if DEPLOYED_OUTPUT not in outputs and isinstance(nodes, dict) and nodes:
             return {UNRECORDED_NODES: sorted(nodes)}  # deployed before the record existed
-        return outputs.get(DEPLOYED_OUTPUT)
+        record = outputs.get(DEPLOYED_OUTPUT)
+        if isinstance(record, dict) and "addresses" not in record and isinstance(nodes, dict):
+            # A record from before it held the addresses: the output `nodes` has them.
+            record = {**record, "addresses": nodes}
+        return record
     raise ConfigError([f"(stack output {DEPLOYED_OUTPUT}): cannot read what the last `pulumi up` "
                        f"of this stack deployed ({'; '.join(errors)}); it is needed to refuse "
                        "changes a running cluster cannot take"])

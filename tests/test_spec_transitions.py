@@ -47,9 +47,27 @@ def problems(config: dict[str, Any], record: Any) -> str:
 def test_the_record_is_what_the_next_up_reads_back() -> None:
     spec = load(ha_config(3), "ha")
     record = deployed_record(spec)
-    assert record == deployed(*CP)
+    addresses = {n: f"10.18.0.{10 + i}" for i, n in enumerate((*CP, *WORKERS))}
+    assert record == {**deployed(*CP), "addresses": addresses}
     previous = read_deployed(Collector(), record)
     assert isinstance(previous, Deployed) and previous.control_planes == CP
+    assert previous.addresses == addresses
+
+
+def test_three_to_two_control_planes_moves_no_worker() -> None:
+    """The workers come after the control planes in pool order: they keep their addresses."""
+    record = deployed_record(load(ha_config(3), "ha"))
+    two = load(ha_config(2), "ha", record)
+    assert {n.name: str(n.ip) for n in two.nodes} == {
+        n: a for n, a in record["addresses"].items() if n != "control-plane-3"}
+
+
+@pytest.mark.parametrize("addresses", [["10.18.0.10"], {"control-plane-1": "10.18.0"},
+                                       {"control-plane-1": 168951818},
+                                       {"Control_Plane": "10.18.0.10"}])
+def test_a_record_with_bad_addresses_is_refused(addresses: Any) -> None:
+    message = problems(ha_config(3), {**deployed(*CP), "addresses": addresses})
+    assert "is not a record this program wrote" in message
 
 
 def test_three_to_one_in_one_up_is_refused_saying_how() -> None:

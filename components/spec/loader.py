@@ -77,7 +77,8 @@ def load(raw: Mapping[str, Any], stack: str, deployed: Any = None) -> ClusterSpe
     control_plane = _check_pools(c, pools,
                                  previous if isinstance(previous, Deployed) else None)
     network = with_vip(c, network, raw_vip, control_plane)
-    nodes = assign_nodes(c, network, pools, stack)
+    nodes = assign_nodes(c, network, pools, stack,
+                         previous.addresses if isinstance(previous, Deployed) else None)
 
     if c.problems:
         raise ConfigError(c.problems)

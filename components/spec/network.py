@@ -91,10 +91,20 @@ def with_vip(c: Collector, network: NetworkSpec, raw_vip: Any,
     return dataclasses.replace(network, control_plane_vip=vip)
 
 
-def assign_nodes(c: Collector, network: NetworkSpec, pools: Sequence[PoolSpec],
-                 stack: str) -> list[NodeSpec]:
-    """Addresses in pool order from `firstNodeHost` upward; names unique across pools."""
+def assign_nodes(c: Collector, network: NetworkSpec, pools: Sequence[PoolSpec], stack: str,
+                 deployed: Mapping[str, str] | None = None) -> list[NodeSpec]:
+    """Addresses in pool order from `firstNodeHost` upward; names unique across pools.
+
+    `deployed` (the previous `up`'s node -> address): a node deployed before keeps its address
+    while it is in the network, and a new node never takes one the previous `up` used, so
+    adding or removing a node moves no other (an address is in the node's seed and in every
+    step that reaches it: a moved node would be a replaced one). On a new stack this is plain
+    pool order."""
     cidr = network.cidr
+    kept = {name: ip for name, text in (deployed or {}).items()
+            if (ip := ipaddress.IPv4Address(text)) in cidr}
+    # Leaving nodes keep theirs until the `up` that removes them is done.
+    taken = set(kept.values())
     nodes: list[NodeSpec] = []
     seen: dict[str, str] = {}
     # Addresses follow from the range, the first host and the gateway: if one is invalid
@@ -109,8 +119,12 @@ def assign_nodes(c: Collector, network: NetworkSpec, pools: Sequence[PoolSpec],
                 c.error(f"pools[{p.name}].names", f"node name {node_name!r} is also used by "
                                                   f"pool {seen[node_name]!r}")
             seen[node_name] = p.name
-            ip = ipaddress.IPv4Address(min(number, 2**32 - 1))
-            number += 1
+            if node_name in kept:
+                ip = kept[node_name]
+            else:
+                while (ip := ipaddress.IPv4Address(min(number, 2**32 - 1))) in taken:
+                    number += 1
+                number += 1
             if addressed and cidr.prefixlen and (ip not in cidr or
                                                  ip == cidr.broadcast_address):
                 homeless.append(node_name)

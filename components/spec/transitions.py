@@ -8,8 +8,9 @@ back (components/config.py) and these rules compare it with the new spec.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from components.spec.collector import DNS_LABEL_RE, VERSION_RE, Collector
@@ -29,6 +30,9 @@ class Deployed:
     endpoint: str  # host:port every kubelet and kubeconfig reaches the API server at
     kubernetes_version: str
     nodes: tuple[str, ...]
+    # Each node's address: a node keeps it while it stays (see assign_nodes). Empty in a record
+    # written before addresses were, when the stack has no output `nodes` either.
+    addresses: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,19 @@ def deployed_record(spec: ClusterSpec) -> dict[str, Any]:
     return {"controlPlanes": [n.name for n in spec.control_plane_nodes],
             "controlPlaneEndpoint": spec.control_plane_endpoint,
             "kubernetesVersion": spec.kubernetes.version,
-            "nodes": [n.name for n in spec.nodes]}
+            "nodes": [n.name for n in spec.nodes],
+            "addresses": {n.name: str(n.ip) for n in spec.nodes}}
+
+
+def _addresses(value: Any) -> bool:
+    if not isinstance(value, Mapping) or not all(isinstance(a, str) for a in value.values()):
+        return False
+    try:
+        for address in value.values():
+            ipaddress.IPv4Address(address)
+    except ValueError:
+        return False
+    return all(isinstance(n, str) and DNS_LABEL_RE.match(n) for n in value)
 
 
 def _names(value: Any) -> bool:
@@ -61,14 +77,17 @@ def read_deployed(c: Collector, raw: Any) -> Deployed | Unrecorded | None:
         return Unrecorded(tuple(str(n) for n in record[UNRECORDED_NODES]))
     names, endpoint = record.get("controlPlanes"), record.get("controlPlaneEndpoint")
     version, nodes = record.get("kubernetesVersion"), record.get("nodes")
+    addresses = record.get("addresses", {})
     if not (_names(names) and _names(nodes) and isinstance(endpoint, str)
-            and isinstance(version, str) and VERSION_RE.match(version)):
+            and isinstance(version, str) and VERSION_RE.match(version)
+            and _addresses(addresses)):
         c.error(path, f"{raw!r} is not a record this program wrote; without it no change to a "
                       "running cluster can be checked. Restore it from the stack's history "
                       "(`pulumi stack history`, `pulumi stack export`)")
         return None
     assert isinstance(names, list) and isinstance(nodes, list) and isinstance(version, str)
-    return Deployed(tuple(names), str(endpoint), version, tuple(nodes))
+    return Deployed(tuple(names), str(endpoint), version, tuple(nodes),
+                    {str(n): str(a) for n, a in addresses.items()})
 
 
 def check_control_planes(c: Collector, pool: PoolSpec, previous: Deployed | None) -> None:

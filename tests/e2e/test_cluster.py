@@ -5,8 +5,13 @@ Then the nodes answer only with their pinned host keys, `python -m verify` passe
 the exported state holds no secret in plain text, a second `up` changes nothing, a memory
 change takes the worker out of the cluster, replaces its VM and runs every one of its steps
 again (join included) until it is Ready, `up --refresh` brings back `nginx-gvisor` (the drain
-deleted it), and `destroy` leaves libvirt empty. Each resource's
-duration (from the engine's event log) is printed at the end.
+deleted it). The gVisor pool then grows to two nodes: the preview creates only `worker2`'s
+resources (and its removal step) and updates nothing but the maintenance helper's table of
+workers; `worker2` is Ready with its pool's label, answers with its pinned host key and runs a
+gVisor pod. Back to one node: the preview deletes exactly those resources, the removal drains
+`worker2` and deletes its Node, its pods go, libvirt holds nothing of it, and a further `up`
+changes nothing. Last, `destroy` leaves libvirt empty. Each resource's duration (from the
+engine's event log) is printed at the end.
 
 The tests share one deployment and run in file order.
 """
@@ -14,6 +19,7 @@ The tests share one deployment and run in file order.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 import tomllib
@@ -41,6 +47,21 @@ KERNEL_CMDLINE = "root=/dev/vda rw console=ttyS0 net.ifnames=0"
 UP_TIMEOUT_S = 4 * 3600.0
 WORKER = "worker1"
 CHANGED_WORKER_MEMORY_MIB = 2176
+ADDED = "worker2"  # the gVisor pool's second node, added and removed again
+# What a node brings into the graph, each named after it: its host key, root and seed volumes
+# (the seed built by a local step), its VM, its remote steps, and the components holding them.
+ADDED_RESOURCES = {
+    ADDED, f"{ADDED}-host-key", f"{ADDED}-root", f"{ADDED}-seed", f"{ADDED}-seed-image",
+    f"{ADDED}-runtime", f"{ADDED}-join", f"{ADDED}-removal", f"{ADDED}-upgrade",
+    *(f"{ADDED}-{step}" for step in ("wait-cloud-init", "preflight", "pod-firewall",
+                                     "containerd", "gvisor", "containerd-config",
+                                     "kubernetes-tools", "kubeadm-join")),
+    f"master-remove-{ADDED}",  # its removal step, declared now: its `delete` runs as it leaves
+}
+# The first control plane's maintenance helper drains and uncordons a worker for its upgrade
+# only if the caller's address is in its table of workers: the table gains and loses the node.
+HELPER = "master-maintenance-helper"
+PROBE_POD = "scale-probe"
 
 
 def engine_config(mirror: Mirror, image: Path, kernel: Path, initrd: Path) -> dict[str, Any]:
@@ -67,9 +88,10 @@ class Cluster:
     def pulumi(self, *args: str, check: bool = True, timeout: float = UP_TIMEOUT_S) -> Any:
         return self.project.pulumi(*args, stack=STACK, check=check, timeout=timeout)
 
-    def kubectl_run(self, *args: str, check: bool = True, timeout: float = 300) -> Any:
+    def kubectl_run(self, *args: str, check: bool = True, timeout: float = 300,
+                    stdin: str | None = None) -> Any:
         return self.ns.run([str(self.kubectl), "--kubeconfig", str(self.kubeconfig), *args],
-                           check=check, timeout=timeout)
+                           check=check, timeout=timeout, stdin=stdin)
 
     def export(self, *extra: str) -> dict[str, Any]:
         state: dict[str, Any] = json.loads(self.pulumi("stack", "export", *extra,
@@ -80,6 +102,33 @@ class Cluster:
         start = time.monotonic()
         self.pulumi("up", "--yes", "--skip-preview", *extra)
         return time.monotonic() - start
+
+
+def set_gvisor_pool(cluster: Cluster, names: list[str]) -> None:
+    """The stack file's gVisor pool with these nodes (the pool's shape stays)."""
+    config = cluster.project.root / "stacks" / f"Pulumi.{STACK}.yaml"
+    document = yaml.safe_load(config.read_text())
+    pool = document["config"][p("pools")][1]
+    assert pool["name"] == "gvisor", pool
+    pool.update(count=len(names), names=names)
+    config.write_text(yaml.safe_dump(document, sort_keys=False))
+
+
+def planned_changes(cluster: Cluster) -> dict[str, set[str]]:
+    """The preview's operations on every resource it does not leave alone, by name; an update
+    is named with the inputs it changes (`update:stdin`)."""
+    changes: dict[str, set[str]] = {}
+    for step in cluster.project.preview_steps(STACK):
+        # The stack itself: its outputs `nodes` and `deployed` name the pool's nodes.
+        if step["op"] == "same" or step["urn"].split("::")[-2] == "pulumi:pulumi:Stack":
+            continue
+        op = step["op"]
+        if op == "update":
+            old = (step.get("oldState") or {}).get("inputs") or {}
+            new = (step.get("newState") or {}).get("inputs") or {}
+            op += ":" + ",".join(sorted(k for k in {*old, *new} if old.get(k) != new.get(k)))
+        changes.setdefault(step["urn"].rsplit("::", 1)[1], set()).add(op)
+    return changes
 
 
 def pinned_ssh(cluster: Cluster, workdir: Path) -> PinnedSsh:
@@ -255,6 +304,78 @@ def test_a_memory_change_replaces_the_worker_and_provisions_it_again(
     TIMINGS["pulumi up --refresh after the replacement"] = cluster.up("--refresh")
     cluster.kubectl_run("wait", "--for=condition=Ready", "pod/nginx-gvisor", "--timeout=900s",
                         timeout=960)
+    cluster.up("--expect-no-changes")
+
+
+def ready_nodes(cluster: Cluster) -> dict[str, str]:
+    nodes = json.loads(cluster.kubectl_run("get", "nodes", "-o", "json").stdout)["items"]
+    return {n["metadata"]["name"]: next(c["status"] for c in n["status"]["conditions"]
+                                        if c["type"] == "Ready") for n in nodes}
+
+
+def probe_pod(node: str) -> str:
+    """A gVisor pod pinned to `node` (the proof Job's image, which the lab mirror serves)."""
+    return json.dumps({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": PROBE_POD, "namespace": "default"},
+        "spec": {"runtimeClassName": "gvisor", "nodeName": node, "restartPolicy": "Never",
+                 "automountServiceAccountToken": False,
+                 "containers": [{"name": "probe", "image": "docker.io/library/busybox:1.36.1",
+                                 "command": ["sleep", "3600"]}]}})
+
+
+def test_scale_out_adds_a_gvisor_node_and_touches_nothing_else(cluster: Cluster,
+                                                               work: Path) -> None:
+    set_gvisor_pool(cluster, [WORKER, ADDED])
+    changes = planned_changes(cluster)
+    assert changes == {**{name: {"create"} for name in ADDED_RESOURCES},
+                       HELPER: {"update:stdin"}}, changes
+
+    events = work / "scale-out-events.jsonl"
+    TIMINGS["pulumi up scale-out (worker2 added)"] = cluster.up("--event-log", str(events))
+    for span in spans(events):
+        if span.seconds >= 10:
+            TIMINGS[f"  {span.op} {span.name}"] = float(span.seconds)
+    cluster.kubectl_run("wait", "--for=condition=Ready", f"node/{ADDED}", "--timeout=900s",
+                        timeout=960)
+    assert ready_nodes(cluster) == {"master": "True", WORKER: "True", ADDED: "True"}
+    label = cluster.kubectl_run("get", "node", ADDED, "-o", "jsonpath={.metadata.labels."
+                                "runtime\\.sandboxed-k8s\\.io/gvisor}").stdout
+    assert label == "true", label
+    info = cluster.ns.virsh("dominfo", f"{STACK}-{ADDED}")
+    assert re.search(r"^CPU\(s\):\s+1$", info, re.M), info
+    # Its host key from the state, pinned: the node answers with exactly that key.
+    workdir = work / "scale-out"
+    workdir.mkdir()
+    ssh = pinned_ssh(cluster, workdir)
+    assert ssh.run(ADDED, "hostname").stdout.strip() == ADDED
+    assert {"runc", "runsc"} <= containerd_runtimes(ssh, ADDED)
+
+    cluster.kubectl_run("apply", "-f", "-", stdin=probe_pod(ADDED))
+    cluster.kubectl_run("wait", "--for=condition=Ready", f"pod/{PROBE_POD}", "--timeout=900s",
+                        timeout=960)
+    dmesg = cluster.kubectl_run("exec", PROBE_POD, "--", "dmesg").stdout
+    assert "gVisor" in dmesg, dmesg
+
+
+def test_scale_in_removes_the_node_and_everything_of_it(cluster: Cluster) -> None:
+    set_gvisor_pool(cluster, [WORKER])
+    changes = planned_changes(cluster)
+    assert changes == {**{name: {"delete"} for name in ADDED_RESOURCES},
+                       HELPER: {"update:stdin"}}, changes
+
+    TIMINGS["pulumi up scale-in (worker2 removed)"] = cluster.up()
+    assert ready_nodes(cluster) == {"master": "True", WORKER: "True"}
+    # Its pods: the probe went with the drain, its DaemonSet pods with the Node object.
+    start = time.monotonic()
+    while left := cluster.kubectl_run("get", "pods", "-A", "--field-selector",
+                                      f"spec.nodeName={ADDED}", "-o", "name").stdout.split():
+        assert time.monotonic() - start < 600, left
+        time.sleep(10)
+    inventory = cluster.ns.inventory()
+    assert f"{STACK}-{ADDED}" not in inventory["domains"], inventory
+    assert not [v for v in inventory["volumes"] if v.startswith(f"{STACK}-{ADDED}-")], inventory
+    assert f"{STACK}-{WORKER}" in inventory["domains"], inventory
     cluster.up("--expect-no-changes")
 
 

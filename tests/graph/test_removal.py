@@ -82,7 +82,8 @@ def ha_with_control_planes(count: int) -> dict[str, Any]:
 
 HA_DEPLOYED = {"controlPlanes": ["control-plane-1", "control-plane-2", "control-plane-3"],
                "controlPlaneEndpoint": "10.18.0.5:6443", "kubernetesVersion": "1.34.2",
-               "nodes": [*NODES["ha"]]}
+               "nodes": [*NODES["ha"]],
+               "addresses": {n: f"10.18.0.{10 + i}" for i, n in enumerate(NODES["ha"])}}
 
 
 def test_three_control_planes_to_one_is_refused_before_any_resource() -> None:
