@@ -23,6 +23,10 @@ from tests.vm.harness import BootedVM, boot_vm, ensure_image
 
 DISK = "12G"  # the image's 4 GB root grows to this; preflight wants 5 GiB free
 STEP_TIMEOUT_S = 3600.0
+# kubectl's words for a request the API server did not answer (restarting, overloaded).
+UNANSWERED = ("connection refused", "TLS handshake timeout", "the server was unable to return",
+              "Client.Timeout exceeded", "EOF", "context deadline exceeded",
+              "the server is currently unable to handle the request")
 READY_TIMEOUT_S = 3600.0
 
 
@@ -54,6 +58,22 @@ class Cluster:
                     timeout: float = 300.0) -> Any:
         return self.network.run([str(self.kubectl), "--kubeconfig", str(self.kubeconfig),
                                  *args], stdin=stdin, check=check, timeout=timeout)
+
+    def apply(self, document: str, timeout: float = 900.0) -> None:
+        """Server-side apply as the program's field manager. The API server of a loaded
+        software-emulated control plane restarts now and then (its liveness probe times out):
+        an unanswered request is sent again, as the provider retries; a refusal fails."""
+        start = time.monotonic()
+        while True:
+            proc = self.kubectl_run("apply", "--server-side", "--field-manager=sandboxed-k8s",
+                                    "-f", "-", stdin=document, check=False)
+            if proc.returncode == 0:
+                return
+            unanswered = any(sign in proc.stderr for sign in UNANSWERED)
+            if not unanswered or time.monotonic() - start > timeout:
+                raise AssertionError(f"kubectl apply failed ({proc.returncode}):\n"
+                                     f"{proc.stderr[-4000:]}")
+            time.sleep(10)
 
     def wait_for(self, what: str, jsonpath: str, expected: str,
                  timeout: float = READY_TIMEOUT_S) -> float:

@@ -27,6 +27,7 @@ from tests.cluster.harness import Cluster, booted_cluster, timed
 from tests.cluster.network import CIDR
 from tests.cluster.plan import changed_steps, cluster_plan
 from tests.cluster.stack import lab_config
+from tests.graph.harness import Graph
 from tests.lab.mirror import Mirror, ensure_mirror
 from tests.vm.harness import REPO_ROOT, BootedVM
 
@@ -58,8 +59,7 @@ def test_every_remote_step_runs_in_graph_order(cluster: Cluster) -> None:
 def test_the_graphs_kubernetes_objects_apply_in_dependency_order(cluster: Cluster) -> None:
     with timed("server-side apply of every Kubernetes object"):
         for registration in kubernetes_objects(cluster.plan.graph):
-            cluster.kubectl_run("apply", "--server-side", "--field-manager=sandboxed-k8s",
-                                "-f", "-", stdin=json.dumps(manifest(registration)))
+            cluster.apply(json.dumps(manifest(registration)))
 
 
 def test_both_nodes_become_ready(cluster: Cluster) -> None:
@@ -118,6 +118,16 @@ def test_removing_the_worker_drains_it_and_deletes_its_node(cluster: Cluster) ->
                      timeout=600)
 
 
+def nginx_gvisor_declared_again(cluster: Cluster, graph: Graph) -> float:
+    """What `up --refresh` does after a drain deleted `nginx-gvisor` (no controller owns it):
+    the graph's pod applied again; seconds until it runs."""
+    (pod,) = [r for r in kubernetes_objects(graph)
+              if r.type == "kubernetes:core/v1:Pod" and r.inputs["metadata"]["name"]
+              == "nginx-gvisor"]
+    cluster.apply(json.dumps(manifest(pod)))
+    return cluster.wait_for("pod nginx-gvisor", "{.status.phase}", "Running")
+
+
 TOKEN = "^[a-z0-9]{6}\\.[a-z0-9]{16}"  # a bootstrap token, first in its row of `kubeadm token list`
 
 
@@ -145,13 +155,8 @@ def test_the_removed_worker_joins_again_after_every_token_expired(cluster: Clust
     label = cluster.kubectl_run("get", "node", "worker1", "-o",
                                 r"jsonpath={.metadata.labels.runtime\.sandboxed-k8s\.io/gvisor}")
     assert label.stdout == "true"
-    (pod,) = [r for r in kubernetes_objects(cluster.plan.graph)
-              if r.type == "kubernetes:core/v1:Pod" and r.inputs["metadata"]["name"]
-              == "nginx-gvisor"]
-    cluster.kubectl_run("apply", "--server-side", "--field-manager=sandboxed-k8s", "-f", "-",
-                        stdin=json.dumps(manifest(pod)))
-    TIMINGS["nginx-gvisor Running again"] = cluster.wait_for(
-        "pod nginx-gvisor", "{.status.phase}", "Running")
+    TIMINGS["nginx-gvisor Running again"] = nginx_gvisor_declared_again(cluster,
+                                                                        cluster.plan.graph)
 
 
 def test_an_upgrade_to_the_next_patch_release_follows_kubeadms_procedure(
@@ -192,13 +197,8 @@ def test_an_upgrade_to_the_next_patch_release_follows_kubeadms_procedure(
                          "True")
     # The drain deleted nginx-gvisor (no controller owns it): `up --refresh` declares it
     # again, and it runs under gVisor on the upgraded worker.
-    (pod,) = [r for r in kubernetes_objects(upgraded.graph)
-              if r.type == "kubernetes:core/v1:Pod" and r.inputs["metadata"]["name"]
-              == "nginx-gvisor"]
-    cluster.kubectl_run("apply", "--server-side", "--field-manager=sandboxed-k8s", "-f", "-",
-                        stdin=json.dumps(manifest(pod)))
-    TIMINGS["nginx-gvisor Running after the upgrade"] = cluster.wait_for(
-        "pod nginx-gvisor", "{.status.phase}", "Running")
+    TIMINGS["nginx-gvisor Running after the upgrade"] = nginx_gvisor_declared_again(
+        cluster, upgraded.graph)
     assert "gVisor" in cluster.kubectl_run("exec", "nginx-gvisor", "--", "dmesg").stdout
     # The next `up` runs nothing; each upgrade step run again finds nothing to do.
     assert not changed_steps(upgraded, cluster_plan(
