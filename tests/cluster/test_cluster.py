@@ -159,6 +159,7 @@ def test_the_removed_worker_joins_again_after_every_token_expired(cluster: Clust
                                                                         cluster.plan.graph)
 
 
+@pytest.mark.upgrade
 def test_an_upgrade_to_the_next_patch_release_follows_kubeadms_procedure(
         cluster: Cluster) -> None:
     """`kubernetes.version` raised to the mirror's upgrade version, and the steps the next
@@ -179,9 +180,10 @@ def test_an_upgrade_to_the_next_patch_release_follows_kubeadms_procedure(
     with timed("upgrade: every changed step"):
         for step in steps:
             cluster.run_step(step)
+    for node in NODES:  # a restarted kubelet reports its version with its next status
+        TIMINGS[f"{node} reports kubelet {version}"] = cluster.wait_for(
+            f"node {node}", "{.status.nodeInfo.kubeletVersion}", version, timeout=900)
     nodes = json.loads(cluster.kubectl_run("get", "nodes", "-o", "json").stdout)["items"]
-    assert {n["metadata"]["name"]: n["status"]["nodeInfo"]["kubeletVersion"] for n in nodes} \
-        == {"master": version, "worker1": version}
     assert not [n["metadata"]["name"] for n in nodes if n["spec"].get("unschedulable")]
     server = json.loads(cluster.kubectl_run("version", "-o", "json").stdout)["serverVersion"]
     assert server["gitVersion"] == version
