@@ -191,8 +191,7 @@ def render_upgrade_health_check_job(pause_image: str) -> str:
             "template": {"spec": {
                 "restartPolicy": "Never",
                 "securityContext": {"runAsUser": 999, "runAsGroup": 999, "runAsNonRoot": True},
-                "tolerations": [{"key": "node-role.kubernetes.io/control-plane",
-                                 "effect": "NoSchedule"}],
+                "tolerations": [CONTROL_PLANE_TAINT],
                 "containers": [{"name": "health-check", "image": pause_image, "args": ["-v"]}],
             }},
         },

@@ -1,10 +1,22 @@
-"""Stage durations of the cluster layer, printed after the run."""
+"""The cluster layer's lab mirror, and its stage durations, printed after the run."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
+from tests.lab.mirror import Mirror, ensure_mirror
+
 TIMINGS: dict[str, float] = {}
+
+
+@pytest.fixture(scope="module")
+def mirror() -> Mirror:
+    start = time.monotonic()
+    built = ensure_mirror()
+    TIMINGS["lab mirror (cache lookup or build)"] = time.monotonic() - start
+    return built
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

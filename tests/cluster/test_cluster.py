@@ -28,7 +28,7 @@ from tests.cluster.network import CIDR
 from tests.cluster.plan import changed_steps, cluster_plan
 from tests.cluster.stack import lab_config
 from tests.graph.harness import Graph
-from tests.lab.mirror import Mirror, ensure_mirror
+from tests.lab.mirror import Mirror
 from tests.vm.harness import REPO_ROOT, BootedVM
 
 pytestmark = [pytest.mark.slow, pytest.mark.vm, pytest.mark.cluster]
@@ -36,12 +36,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.vm, pytest.mark.cluster]
 STACK = "lab"
 NODES = {"master": "10.19.0.10", "worker1": "10.19.0.11"}
 VM_SHAPE = {"master": (2, 3072), "worker1": (1, 2048)}  # vCPUs, MiB (the lab stack's)
-
-
-@pytest.fixture(scope="module")
-def mirror() -> Mirror:
-    with timed("lab mirror (cache lookup or build)"):
-        return ensure_mirror()
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from tests.cluster.conftest import TIMINGS
 from tests.cluster.harness import Cluster, booted_cluster, timed
 from tests.cluster.network import CIDR
 from tests.cluster.stack import HA_CONTROL_PLANES, ha_lab_config
-from tests.lab.mirror import Mirror, ensure_mirror
+from tests.lab.mirror import Mirror
 
 pytestmark = [pytest.mark.slow, pytest.mark.vm, pytest.mark.ha]
 
@@ -33,11 +33,6 @@ NODES = {"cp1": "10.19.0.10", "cp2": "10.19.0.11", "cp3": "10.19.0.12"}
 VM_SHAPE = {node: (2, 2560) for node in NODES}  # the HA lab stack's control-plane pool
 ETCD_MANIFEST = "/etc/kubernetes/manifests/etcd.yaml"
 ETCD_PKI = "/etc/kubernetes/pki/etcd"
-
-
-@pytest.fixture(scope="module")
-def mirror() -> Mirror:
-    return ensure_mirror()
 
 
 @pytest.fixture(scope="module")
