@@ -35,6 +35,7 @@ else
     log "found a half-initialised control plane; resetting it before init"
     kubeadm reset --force
   fi
+  clear_pod_network
   install_pki
   install_apiserver_files
   write_secret_file "$config" KUBEADM_CONFIG_B64

@@ -60,6 +60,7 @@ join_node() {
     log "found a half-finished join; resetting it"
     kubeadm reset --force
   fi
+  clear_pod_network
   if [[ $CONTROL_PLANE == 1 ]]; then
     install_pki
     install_apiserver_files

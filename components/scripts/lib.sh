@@ -188,6 +188,21 @@ kubelet_joined() {
   [[ -f $K8S_DIR/kubelet.conf ]] && systemctl is-active --quiet kubelet
 }
 
+# clear_pod_network : removes the pod network's interfaces (Flannel's VXLAN device and the CNI
+# bridge, components/cni.py) that an earlier membership left; `kubeadm reset` keeps them. A node
+# joining again may be given another pod subnet, and a bridge still holding the old one fails
+# every pod (`"cni0" already has an IP address different from ...`). Flannel and the first pod
+# create them again. Called only on a node that is not joined (no pods run).
+clear_pod_network() {
+  local link
+  for link in cni0 flannel.1; do
+    if ip link show "$link" >/dev/null 2>&1; then
+      log "removing $link, left by an earlier membership"
+      ip link delete "$link"
+    fi
+  done
+}
+
 # write_secret_file PATH PARAM : a root-only file from a base64 parameter.
 write_secret_file() {
   decode_param "$2" | write_if_changed "$1" 0600 || true

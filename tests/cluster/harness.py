@@ -55,25 +55,30 @@ class Cluster:
                                f"{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
 
     def kubectl_run(self, *args: str, stdin: str | None = None, check: bool = True,
-                    timeout: float = 300.0) -> Any:
-        return self.network.run([str(self.kubectl), "--kubeconfig", str(self.kubeconfig),
-                                 *args], stdin=stdin, check=check, timeout=timeout)
-
-    def apply(self, document: str, timeout: float = 900.0) -> None:
-        """Server-side apply as the program's field manager. The API server of a loaded
-        software-emulated control plane restarts now and then (its liveness probe times out):
-        an unanswered request is sent again, as the provider retries; a refusal fails."""
+                    timeout: float = 300.0, unanswered_for: float = 900.0) -> Any:
+        """kubectl through the lab network. The API server of a loaded software-emulated
+        control plane restarts now and then (its liveness probe times out): a request it did
+        not answer is sent again for up to `unanswered_for` seconds, as the provider retries
+        (every request here is a read, an exec of a read, or a server-side apply); an answer,
+        refusal included, is returned at once."""
         start = time.monotonic()
         while True:
-            proc = self.kubectl_run("apply", "--server-side", "--field-manager=sandboxed-k8s",
-                                    "-f", "-", stdin=document, check=False)
-            if proc.returncode == 0:
-                return
-            unanswered = any(sign in proc.stderr for sign in UNANSWERED)
-            if not unanswered or time.monotonic() - start > timeout:
-                raise AssertionError(f"kubectl apply failed ({proc.returncode}):\n"
-                                     f"{proc.stderr[-4000:]}")
+            proc = self.network.run([str(self.kubectl), "--kubeconfig", str(self.kubeconfig),
+                                     *args], stdin=stdin, check=False, timeout=timeout)
+            unanswered = proc.returncode != 0 and any(sign in proc.stderr
+                                                      for sign in UNANSWERED)
+            if not unanswered or time.monotonic() - start > unanswered_for:
+                break
             time.sleep(10)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}):\n"
+                                 f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+        return proc
+
+    def apply(self, document: str) -> None:
+        """Server-side apply as the program's field manager."""
+        self.kubectl_run("apply", "--server-side", "--field-manager=sandboxed-k8s", "-f", "-",
+                         stdin=document)
 
     def wait_for(self, what: str, jsonpath: str, expected: str,
                  timeout: float = READY_TIMEOUT_S) -> float:

@@ -145,6 +145,19 @@ case "$*" in
   *) echo "fake kubectl: unexpected $*" >&2; exit 2 ;;
 esac
 """,
+    # ip: the node's network interfaces are the lines of "links".
+    "ip": """#!/usr/bin/env bash
+set -euo pipefail
+""" + _RECORD + """s=$FAKE_STATE
+touch "$s/links"
+case "$1 $2" in
+  "link show") grep -qxF "$3" "$s/links" ;;
+  "link delete") grep -qxF "$3" "$s/links"
+    grep -vxF "$3" "$s/links" >"$s/links.new" || true
+    mv "$s/links.new" "$s/links" ;;
+  *) echo "fake ip: unexpected $*" >&2; exit 2 ;;
+esac
+""",
     # crictl on a control plane: the etcd container runs while "etcd-running" exists; etcdctl
     # in it reads "etcd-members", and the local member is healthy unless "etcd-unhealthy".
     "crictl": """#!/usr/bin/env bash

@@ -45,3 +45,13 @@ def test_the_first_init_of_an_ha_cluster_runs(node: FakeNode) -> None:
     assert rc == 0, log
     assert any(c.startswith("kubeadm init --config") for c in node.calls("kubeadm"))
     assert "control plane ready" in log
+
+
+def test_an_init_after_a_reset_starts_without_the_old_pod_network(node: FakeNode) -> None:
+    (node.state / "links").write_text("eth0\ncni0\nflannel.1\n")
+    rc, log = init(node, vip_answers=False)
+    assert rc == 0, log
+    assert node.read("links") == "eth0\n"
+    calls = node.calls()
+    assert calls.index("ip link delete cni0") < next(
+        i for i, c in enumerate(calls) if c.startswith("kubeadm init"))

@@ -114,3 +114,21 @@ def test_worker_joins_have_no_control_plane_checks(node: FakeNode) -> None:
     result = node.run("kubeadm-join.sh", join_env(node, control_plane=False))
     assert result.returncode == 0, result.stderr
     assert node.calls("crictl") == [] and "control plane healthy" not in result.stderr
+
+
+def test_a_node_joining_again_starts_without_its_old_pod_network(node: FakeNode) -> None:
+    """A node that was in the cluster before (reset, its Node deleted) keeps Flannel's device
+    and the CNI bridge with its old pod subnet; its next join may get another subnet, and the
+    old bridge would fail every pod. They go before the join; other links stay."""
+    (node.state / "links").write_text("lo\neth0\ncni0\nflannel.1\n")
+    result = node.run("kubeadm-join.sh", join_env(node, control_plane=False))
+    assert result.returncode == 0, result.stderr
+    assert node.read("links") == "lo\neth0\n"
+    calls = node.calls()
+    first_join = next(i for i, c in enumerate(calls) if c.startswith("kubeadm join"))
+    assert {"ip link delete cni0", "ip link delete flannel.1"} <= set(calls[:first_join])
+    # Joined: a further run touches no interface (pods use them).
+    (node.state / "links").write_text("lo\neth0\ncni0\nflannel.1\n")
+    again = node.run("kubeadm-join.sh", join_env(node, control_plane=False))
+    assert again.returncode == 0 and "node already joined" in again.stderr
+    assert node.read("links") == "lo\neth0\ncni0\nflannel.1\n"
