@@ -188,11 +188,14 @@ kubelet_joined() {
   [[ -f $K8S_DIR/kubelet.conf ]] && systemctl is-active --quiet kubelet
 }
 
-# clear_pod_network : removes the pod network's interfaces (Flannel's VXLAN device and the CNI
-# bridge, components/cni.py) that an earlier membership left; `kubeadm reset` keeps them. A node
-# joining again may be given another pod subnet, and a bridge still holding the old one fails
-# every pod (`"cni0" already has an IP address different from ...`). Flannel and the first pod
-# create them again. Called only on a node that is not joined (no pods run).
+# clear_pod_network : removes what an earlier membership left of the pod network and
+# `kubeadm reset` keeps: Flannel's VXLAN device, the CNI bridge (components/cni.py) and the
+# subnet Flannel recorded for the CNI plugin. A node joining again may be given another pod
+# subnet; a bridge holding the old one fails every pod (`"cni0" already has an IP address
+# different from ...`), and a stale record would make the first pods build it again before
+# Flannel writes the new one. Flannel and the first pod create them anew. Called only on a node
+# that is not joined (no pods run).
+FLANNEL_SUBNET_FILE=${FLANNEL_SUBNET_FILE:-/run/flannel/subnet.env}
 clear_pod_network() {
   local link
   for link in cni0 flannel.1; do
@@ -201,6 +204,7 @@ clear_pod_network() {
       ip link delete "$link"
     fi
   done
+  rm -f "$FLANNEL_SUBNET_FILE"
 }
 
 # write_secret_file PATH PARAM : a root-only file from a base64 parameter.

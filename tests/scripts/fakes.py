@@ -192,7 +192,8 @@ class FakeNode:
 
     def env(self, **extra: str) -> dict[str, str]:
         return {"PATH": f"{self.bin}:{os.environ['PATH']}", "FAKE_STATE": str(self.state),
-                "K8S_DIR": str(self.k8s_dir), "STATE_DIR": str(self.state / "lib"), **extra}
+                "K8S_DIR": str(self.k8s_dir), "STATE_DIR": str(self.state / "lib"),
+                "FLANNEL_SUBNET_FILE": str(self.state / "subnet.env"), **extra}
 
     def calls(self, name: str | None = None) -> list[str]:
         path = self.state / "calls"

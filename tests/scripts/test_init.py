@@ -49,9 +49,10 @@ def test_the_first_init_of_an_ha_cluster_runs(node: FakeNode) -> None:
 
 def test_an_init_after_a_reset_starts_without_the_old_pod_network(node: FakeNode) -> None:
     (node.state / "links").write_text("eth0\ncni0\nflannel.1\n")
+    (node.state / "subnet.env").write_text("FLANNEL_SUBNET=10.244.0.1/24\n")
     rc, log = init(node, vip_answers=False)
     assert rc == 0, log
-    assert node.read("links") == "eth0\n"
+    assert node.read("links") == "eth0\n" and node.read("subnet.env") == ""
     calls = node.calls()
     assert calls.index("ip link delete cni0") < next(
         i for i, c in enumerate(calls) if c.startswith("kubeadm init"))

@@ -117,18 +117,23 @@ def test_worker_joins_have_no_control_plane_checks(node: FakeNode) -> None:
 
 
 def test_a_node_joining_again_starts_without_its_old_pod_network(node: FakeNode) -> None:
-    """A node that was in the cluster before (reset, its Node deleted) keeps Flannel's device
-    and the CNI bridge with its old pod subnet; its next join may get another subnet, and the
-    old bridge would fail every pod. They go before the join; other links stay."""
+    """A node that was in the cluster before (reset, its Node deleted) keeps Flannel's device,
+    the CNI bridge and Flannel's subnet record with its old pod subnet; its next join may get
+    another subnet, and the old bridge would fail every pod. They go before the join; other
+    links stay."""
     (node.state / "links").write_text("lo\neth0\ncni0\nflannel.1\n")
+    subnet = node.state / "subnet.env"
+    subnet.write_text("FLANNEL_SUBNET=10.244.1.1/24\n")
     result = node.run("kubeadm-join.sh", join_env(node, control_plane=False))
     assert result.returncode == 0, result.stderr
     assert node.read("links") == "lo\neth0\n"
+    assert not subnet.exists()  # Flannel writes the new subnet; pods wait for it
     calls = node.calls()
     first_join = next(i for i, c in enumerate(calls) if c.startswith("kubeadm join"))
     assert {"ip link delete cni0", "ip link delete flannel.1"} <= set(calls[:first_join])
     # Joined: a further run touches no interface (pods use them).
     (node.state / "links").write_text("lo\neth0\ncni0\nflannel.1\n")
+    subnet.write_text("FLANNEL_SUBNET=10.244.2.1/24\n")
     again = node.run("kubeadm-join.sh", join_env(node, control_plane=False))
     assert again.returncode == 0 and "node already joined" in again.stderr
-    assert node.read("links") == "lo\neth0\ncni0\nflannel.1\n"
+    assert node.read("links") == "lo\neth0\ncni0\nflannel.1\n" and subnet.exists()
