@@ -5,6 +5,8 @@
 # member is listed as started and healthy and its API server's static pod is Ready: otherwise
 # (a join that stopped half-way, a member that never started) it is reset and joined once more,
 # and the step fails, naming what is unhealthy, if that does not make it healthy.
+# A kubeadm join that fails (a slow API server can time out kubeadm's own short requests) is
+# reset and tried again, JOIN_ATTEMPTS times in all, each with a fresh token.
 # The join token is asked for when the join runs, over SSH from the first control plane's
 # token issuer (token-issuer.sh): a token lives tokenTtl, and a join retried after that, or a
 # node added or replaced later, must not depend on one created earlier.
@@ -23,6 +25,8 @@ require_params NODE_NAME KUBEADM_JOIN_CONFIG_B64 TOKEN_PLACEHOLDER TOKEN_ISSUER_
 CONTROL_PLANE=${CONTROL_PLANE:-0}
 ISSUER_ATTEMPTS=${ISSUER_ATTEMPTS:-5}
 ISSUER_RETRY_SECONDS=${ISSUER_RETRY_SECONDS:-10}
+JOIN_ATTEMPTS=${JOIN_ATTEMPTS:-3}
+JOIN_RETRY_SECONDS=${JOIN_RETRY_SECONDS:-30}
 # How long a joined control plane may take to become healthy (static pods start after a join or
 # a reboot): HEALTH_CHECKS checks, HEALTH_CHECK_SECONDS apart.
 HEALTH_CHECKS=${HEALTH_CHECKS:-60}
@@ -44,28 +48,40 @@ fresh_token() {
     "sudo /usr/local/sbin/sandboxed-k8s-join-token; journalctl -u ssh"
 }
 
-# join : kubeadm join with the rendered config and a token issued for this attempt.
-join() {
+# write_join_config : the rendered config with a token issued for this attempt, in $WORK.
+write_join_config() {
   local template token
   template=$(decode_param KUBEADM_JOIN_CONFIG_B64)
   [[ $template == *"$TOKEN_PLACEHOLDER"* ]] || die "the join config has no token placeholder"
   token=$(fresh_token)
   (umask 077 && printf '%s\n' "${template//"$TOKEN_PLACEHOLDER"/"$token"}" >"$WORK/join.yaml")
-  kubeadm join --config "$WORK/join.yaml"
 }
 
-# join_node : a clean join (anything a failed one left is reset first).
+# join_node : a clean join (anything a failed one left is reset first), tried JOIN_ATTEMPTS times.
 join_node() {
+  local attempt
   if [[ -f $K8S_DIR/kubelet.conf || -e $K8S_DIR/manifests/kube-apiserver.yaml ]]; then
     log "found a half-finished join; resetting it"
     kubeadm reset --force
   fi
-  clear_pod_network
-  if [[ $CONTROL_PLANE == 1 ]]; then
-    install_pki
-    install_apiserver_files
-  fi
-  join
+  for ((attempt = 1; ; attempt++)); do
+    clear_pod_network
+    if [[ $CONTROL_PLANE == 1 ]]; then
+      install_pki # again after a reset, which removes them
+      install_apiserver_files
+    fi
+    write_join_config
+    if kubeadm join --config "$WORK/join.yaml"; then
+      return 0
+    fi
+    ((attempt < JOIN_ATTEMPTS)) || die "kubeadm join failed $JOIN_ATTEMPTS times (its errors" \
+      "are above); on $NODE_NAME see: journalctl -u kubelet; on the first control plane:" \
+      "kubectl get nodes; kubectl -n kube-system get pods -o wide"
+    log "kubeadm join failed (attempt $attempt of $JOIN_ATTEMPTS); resetting and trying again" \
+      "in ${JOIN_RETRY_SECONDS}s"
+    kubeadm reset --force
+    sleep "$JOIN_RETRY_SECONDS"
+  done
 }
 
 # etcdctl ARGS... : etcdctl in this node's etcd container, against this node's member.

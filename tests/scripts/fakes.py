@@ -16,7 +16,8 @@ _RECORD = 'printf "%s\\n" "$(basename "$0") $*" >>"$FAKE_STATE/calls"\n'
 FAKES = {
     "id": "#!/bin/sh\necho 0\n",  # the scripts require root; the tests need not be
     # kubeadm: tokens are lines "<token> valid|expired" in $FAKE_STATE/tokens; a join needs a
-    # valid one and fails while $FAKE_STATE/fail-join exists.
+    # valid one and fails while $FAKE_STATE/fail-join exists (if it holds a count, that many
+    # times: its last failures are counted down).
     "kubeadm": """#!/usr/bin/env bash
 set -euo pipefail
 """ + _RECORD + """s=$FAKE_STATE
@@ -31,7 +32,14 @@ case "$1 ${2:-}" in
     token=$(sed -n 's/^ *token: *//p' "$3")
     grep -qxF "$token valid" "$s/tokens" 2>/dev/null || {
       echo "fake kubeadm: token $token is invalid or has expired" >&2; exit 1; }
-    [[ ! -e $s/fail-join ]] || { echo "fake kubeadm: join failed" >&2; exit 1; }
+    if [[ -e $s/fail-join ]]; then
+      left=$(cat "$s/fail-join")
+      if [[ -z $left ]]; then echo "fake kubeadm: join failed" >&2; exit 1; fi
+      if ((left > 0)); then
+        echo $((left - 1)) >"$s/fail-join"
+        echo "fake kubeadm: context deadline exceeded" >&2; exit 1
+      fi
+    fi
     echo "$token" >>"$s/joined-with"
     mkdir -p "$K8S_DIR"
     touch "$K8S_DIR/kubelet.conf" "$s/kubelet-active"
@@ -61,7 +69,8 @@ case "$1 ${2:-}" in
       sed -i "s|kube-apiserver:v.*|kube-apiserver:$(cat "$s/cluster-version")|" \
         "$K8S_DIR/manifests/kube-apiserver.yaml"
     fi ;;
-  "reset --force")
+  "reset --force")  # as kubeadm's: the node's certificates go too
+    rm -rf "$K8S_DIR/pki"
     rm -f "$K8S_DIR/kubelet.conf" "$s/kubelet-active" "$s/etcd-running" "$s/apiserver-ready"
     if [[ -e $s/etcd-members ]]; then
       grep -v ", $NODE_NAME, " "$s/etcd-members" >"$s/etcd-members.new" || true

@@ -39,7 +39,7 @@ def join_env(node: FakeNode, control_plane: bool = True) -> dict[str, str]:
            "TOKEN_ISSUER_HOST": "10.18.0.10", "TOKEN_ISSUER_USER": "k8sadmin",
            "TOKEN_ISSUER_KEY_B64": b64("key\n"),
            "TOKEN_ISSUER_KNOWN_HOSTS_B64": b64("10.18.0.10 ssh-ed25519 AAAA\n"),
-           "HEALTH_CHECKS": "2", "HEALTH_CHECK_SECONDS": "0",
+           "HEALTH_CHECKS": "2", "HEALTH_CHECK_SECONDS": "0", "JOIN_RETRY_SECONDS": "0",
            "AUDIT_LOG_DIR": str(node.state / "audit"),
            "ENCRYPTION_CONFIG_B64": b64("kind: EncryptionConfiguration\n"),
            "AUDIT_POLICY_B64": b64("kind: Policy\n")}
@@ -65,6 +65,30 @@ def test_a_half_finished_control_plane_join_is_reset_and_joined_again(node: Fake
     assert kubeadm == ["reset", "token", "join"]  # reset, a fresh token, the join
     assert ", started, control-plane-2, " in node.read("etcd-members")
     assert "control plane healthy" in result.stderr
+
+
+def test_a_failed_kubeadm_join_is_reset_and_tried_again(node: FakeNode) -> None:
+    """kubeadm's own API requests time out after 10 s (its preflight read of kubeadm-config,
+    seen failing under a busy two-member etcd): the join is reset and tried again with a fresh
+    token and the CAs the reset removed."""
+    (node.state / "fail-join").write_text("1\n")
+    result = node.run("kubeadm-join.sh", join_env(node))
+    assert result.returncode == 0, result.stderr
+    assert "kubeadm join failed (attempt 1 of 3); resetting and trying again" in result.stderr
+    kubeadm = [c.split()[1] for c in node.calls("kubeadm")]
+    assert kubeadm == ["token", "join", "reset", "token", "join"]
+    assert (node.k8s_dir / "pki/ca.key").read_text() == "pem of CA_KEY_B64\n"
+    assert "control plane healthy" in result.stderr
+
+
+def test_a_join_that_keeps_failing_stops_after_its_attempts(node: FakeNode) -> None:
+    (node.state / "fail-join").touch()
+    result = node.run("kubeadm-join.sh", join_env(node, control_plane=False))
+    assert result.returncode != 0
+    assert "kubeadm join failed 3 times (its errors are above); on gvisor-1 see:" \
+        in result.stderr
+    kubeadm = [c.split()[1] for c in node.calls("kubeadm")]
+    assert kubeadm == ["token", "join", "reset"] * 2 + ["token", "join"]
 
 
 def test_a_healthy_control_plane_is_left_alone(node: FakeNode) -> None:

@@ -34,7 +34,7 @@ def join_env(node: FakeNode) -> dict[str, str]:
             "TOKEN_PLACEHOLDER": JOIN_TOKEN_PLACEHOLDER, "TOKEN_ISSUER_HOST": "10.17.0.10",
             "TOKEN_ISSUER_USER": "k8sadmin", "TOKEN_ISSUER_KEY_B64": b64(ISSUER_KEY),
             "TOKEN_ISSUER_KNOWN_HOSTS_B64": b64(KNOWN_HOSTS),
-            "ISSUER_ATTEMPTS": "2", "ISSUER_RETRY_SECONDS": "0"}
+            "ISSUER_ATTEMPTS": "2", "ISSUER_RETRY_SECONDS": "0", "JOIN_ATTEMPTS": "1"}
 
 
 def expire_every_token(node: FakeNode) -> None:
