@@ -153,7 +153,6 @@ def test_the_removed_worker_joins_again_after_every_token_expired(cluster: Clust
                                                                         cluster.plan.graph)
 
 
-@pytest.mark.upgrade
 def test_an_upgrade_to_the_next_patch_release_follows_kubeadms_procedure(
         cluster: Cluster) -> None:
     """`kubernetes.version` raised to the mirror's upgrade version, and the steps the next
