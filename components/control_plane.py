@@ -50,7 +50,8 @@ def cluster_config(spec: ClusterSpec) -> ClusterConfig:
 def kube_vip_manifest(spec: ClusterSpec, kubeconfig: str) -> str:
     assert spec.network.control_plane_vip is not None
     return render_kube_vip_manifest(str(spec.network.control_plane_vip), NODE_INTERFACE,
-                                    f"{KUBE_VIP_REPOSITORY}:{spec.kube_vip_version}", kubeconfig)
+                                    f"{KUBE_VIP_REPOSITORY}:{spec.kube_vip_version}", kubeconfig,
+                                    spec.kubernetes.leader_election)
 
 
 def apiserver_files(pki: ClusterPki) -> dict[str, pulumi.Input[str]]:

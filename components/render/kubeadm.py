@@ -226,12 +226,23 @@ def render_join_config(node: NodeRegistration, api_endpoint: str, token: str,
     return _dump_all([join])
 
 
-def render_kube_vip_manifest(vip: str, interface: str, image: str, kubeconfig: str) -> str:
+def _whole_seconds(duration: str) -> str:
+    """A validated leader-election duration ("90s", "2m") as kube-vip's whole seconds."""
+    number, unit = int(duration[:-1]), duration[-1]
+    return str(number * 60 if unit == "m" else number)
+
+
+def render_kube_vip_manifest(vip: str, interface: str, image: str, kubeconfig: str,
+                             leader_election: tuple[str, str, str]) -> str:
     """Static pod holding the control-plane virtual IP (ARP mode, leader election).
 
     During the first `kubeadm init`, admin.conf has no RBAC yet, so kube-vip must use
     super-admin.conf there; the init script re-renders it with admin.conf afterwards.
+    The lease follows kubernetes.leaderElection, as the controllers' do: with kube-vip's own
+    5 s/3 s/1 s a busy control plane misses a renewal and the VIP is dropped until one is
+    elected again, so every client (joins, kubelets, the token issuer) meets "no route to host".
     """
+    lease, renew, retry = (_whole_seconds(d) for d in leader_election)
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -253,9 +264,9 @@ def render_kube_vip_manifest(vip: str, interface: str, image: str, kubeconfig: s
                     {"name": "cp_namespace", "value": "kube-system"},
                     {"name": "vip_leaderelection", "value": "true"},
                     {"name": "vip_leasename", "value": "plndr-cp-lock"},
-                    {"name": "vip_leaseduration", "value": "5"},
-                    {"name": "vip_renewdeadline", "value": "3"},
-                    {"name": "vip_retryperiod", "value": "1"},
+                    {"name": "vip_leaseduration", "value": lease},
+                    {"name": "vip_renewdeadline", "value": renew},
+                    {"name": "vip_retryperiod", "value": retry},
                     {"name": "address", "value": vip},
                 ],
                 "securityContext": {"capabilities": {"add": ["NET_ADMIN", "NET_RAW"]}},
