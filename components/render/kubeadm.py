@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from components.spec.kubernetes import duration_seconds
+
 KUBEADM_API = "kubeadm.k8s.io/v1beta4"
 CRI_SOCKET = "unix:///run/containerd/containerd.sock"
 CONTROL_PLANE_TAINT = {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}
@@ -226,12 +228,6 @@ def render_join_config(node: NodeRegistration, api_endpoint: str, token: str,
     return _dump_all([join])
 
 
-def _whole_seconds(duration: str) -> str:
-    """A validated leader-election duration ("90s", "2m") as kube-vip's whole seconds."""
-    number, unit = int(duration[:-1]), duration[-1]
-    return str(number * 60 if unit == "m" else number)
-
-
 def render_kube_vip_manifest(vip: str, interface: str, image: str, kubeconfig: str,
                              leader_election: tuple[str, str, str]) -> str:
     """Static pod holding the control-plane virtual IP (ARP mode, leader election).
@@ -242,7 +238,7 @@ def render_kube_vip_manifest(vip: str, interface: str, image: str, kubeconfig: s
     5 s/3 s/1 s a busy control plane misses a renewal and the VIP is dropped until one is
     elected again, so every client (joins, kubelets, the token issuer) meets "no route to host".
     """
-    lease, renew, retry = (_whole_seconds(d) for d in leader_election)
+    lease, renew, retry = (str(duration_seconds(d)) for d in leader_election)
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",

@@ -79,11 +79,19 @@ def _leader_election(c: Collector, raw: Any, defaults: Mapping[str, Any]) -> tup
     return (str(le[keys[0]]), str(le[keys[1]]), str(le[keys[2]]))
 
 
+def duration_seconds(value: object) -> int:
+    """A duration like "90s" or "5m" in seconds; ValueError for anything else."""
+    match = _SECONDS.match(str(value))
+    if not match:
+        raise ValueError(f"{value!r} is not a duration like 90s or 5m")
+    return int(match[1]) * (60 if match[2] == "m" else 1)
+
+
 def _seconds(c: Collector, value: Any, path: str) -> int | None:
     if value is None:
         return None
-    match = _SECONDS.match(str(value))
-    if not match:
-        c.error(path, f"{value!r} is not a duration like 90s or 5m")
+    try:
+        return duration_seconds(value)
+    except ValueError as error:
+        c.error(path, str(error))
         return None
-    return int(match[1]) * (60 if match[2] == "m" else 1)
