@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from components.spec import node_mac
-from tests.cluster.conftest import TIMINGS
+from tests.cluster.conftest import record
 from tests.cluster.network import ClusterNetwork, cluster_network
 from tests.cluster.plan import ClusterPlan, KeptTlsProviders, RemoteStep, cluster_plan
 from tests.lab.mirror import Mirror, serve_mirror
@@ -50,7 +50,7 @@ class Cluster:
     def run_step(self, step: RemoteStep) -> None:
         start = time.monotonic()
         result = self.run(step)
-        TIMINGS[f"step {step.name}"] = time.monotonic() - start
+        record(f"step {step.name}", time.monotonic() - start)
         assert result.rc == 0, f"{step.name} failed (rc={result.rc}):\n" \
                                f"{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
 
@@ -102,7 +102,7 @@ def timed(name: str) -> contextlib.AbstractContextManager[None]:
         try:
             yield
         finally:
-            TIMINGS[name] = time.monotonic() - start
+            record(name, time.monotonic() - start)
     return measure()
 
 
