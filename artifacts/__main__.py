@@ -3,14 +3,16 @@
 STACK is a stack name (its file `stacks/Pulumi.<name>.yaml`) or the path of a stack file. No
 Pulumi CLI or cloud is needed: the stack's config is validated exactly as `pulumi up` does.
 
-Exit status: 0 with the list; 1 when --internet-only finds any; 2 for an unreadable stack
-file or an invalid configuration (every problem printed).
+Exit status: 0 with the list; 1 when --internet-only finds any, or when the reader closed the
+pipe early (`| head`); 2 for an unreadable stack file or an invalid configuration (every
+problem printed).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -63,5 +65,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1 if args.internet_only and fetches else 0
 
 
+def run() -> int:
+    """main(), quiet when the reader stops early (`python -m artifacts dev | head`)."""
+    try:
+        status = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python's advice: point stdout at /dev/null so the flush at exit cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    return status
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

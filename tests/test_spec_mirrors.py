@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -162,3 +164,14 @@ def test_an_offline_stack_lists_nothing_from_the_internet(
     stack.write_text(yaml.safe_dump({"config": config}))
     assert artifacts_main([str(stack), "--internet-only"]) == 0
     assert capsys.readouterr().out == ""
+
+
+def test_the_artifacts_command_is_quiet_when_its_reader_stops_early() -> None:
+    """`python -m artifacts dev | head -1`: the listing meets a closed pipe, not a traceback."""
+    listing = subprocess.Popen([sys.executable, "-m", "artifacts", "dev", "-o", "json"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert listing.stdout is not None and listing.stderr is not None
+    listing.stdout.close()  # before the interpreter has started: its first write fails
+    errors = listing.stderr.read().decode()
+    assert listing.wait(timeout=60) == 1
+    assert errors == ""
