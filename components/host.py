@@ -14,6 +14,8 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+import pulumi
+
 from components.spec import ClusterSpec
 from components.spec.stack_file import load_stack_argument
 
@@ -26,8 +28,9 @@ REQUIRED_TOOLS: Mapping[tuple[str, ...], str] = {
 }
 
 
-class HostError(RuntimeError):
-    """Every tool this machine lacks, one per line."""
+class HostError(pulumi.RunError):
+    """Every tool this machine lacks, one per line; as Pulumi's RunError, `pulumi up` prints
+    the list alone, without a Python traceback."""
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems

@@ -100,6 +100,7 @@ def test_missing_mkisofs_fails_before_any_resource(monkeypatch: pytest.MonkeyPat
     graph = Graph()
     with pytest.raises(HostError) as error:
         graph = run_program(stack_config("dev"), "dev")
+    assert isinstance(error.value, pulumi.RunError)  # the engine prints it without a traceback
     assert "mkisofs not found on PATH" in str(error.value)
     assert "genisoimage" in str(error.value)
     assert graph.resources == []
