@@ -41,8 +41,9 @@ from components.render.cloudinit import (
     render_network_config,
     render_user_data,
 )
-from tests.vm.harness import VMError, VMImage, boot_vm, ensure_image, generate_ed25519_keypair
+from tests.vm.harness import VMImage, boot_vm, ensure_image
 from tests.vm.releases import GUEST_HOST_ADDRESS
+from tests.vm.ssh import VMError, generate_ed25519_keypair
 
 AFTER, BEFORE = "after", "before"
 HEADER = "#cloud-config\n"

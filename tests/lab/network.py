@@ -28,7 +28,8 @@ from components.render.cloudinit import (
     render_network_config,
     render_user_data,
 )
-from tests.vm.harness import BootedVM, TapNic, VMImage, boot_vm, generate_ed25519_keypair
+from tests.vm.harness import BootedVM, TapNic, VMImage, boot_vm
+from tests.vm.ssh import generate_ed25519_keypair
 
 from .mirror import network_namespace
 

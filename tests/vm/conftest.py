@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from .harness import REPO_ROOT, BootedVM, CloudInitStatus, VMImage, boot_vm, ensure_image
-from .harness import generate_ed25519_keypair as keygen
+from .harness import REPO_ROOT, BootedVM, VMImage, boot_vm, ensure_image
+from .ssh import CloudInitStatus
+from .ssh import generate_ed25519_keypair as keygen
 
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))

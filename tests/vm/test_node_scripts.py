@@ -39,8 +39,9 @@ from typing import Any
 import pytest
 
 from .conftest import NOTES, TIMINGS, NodeFixture
-from .harness import REPO_ROOT, BootedVM, RunResult
+from .harness import REPO_ROOT, BootedVM
 from .releases import RecordingServer, ReleaseMirror, build_mirror, serve
+from .ssh import RunResult
 
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.vm import harness
+from tests.vm import ssh
 from tests.vm.harness import BootedVM
 
 RESET = b"kex_exchange_identification: read: Connection reset by peer\r\n"
@@ -20,7 +20,7 @@ class FakeVM:
 
 
 def run_with(monkeypatch: pytest.MonkeyPatch, answers: list[tuple[int, bytes]]) -> tuple[
-        harness.RunResult, int]:
+        ssh.RunResult, int]:
     calls = 0
 
     def fake_run(argv: list[str], **_: Any) -> subprocess.CompletedProcess[bytes]:
@@ -30,7 +30,7 @@ def run_with(monkeypatch: pytest.MonkeyPatch, answers: list[tuple[int, bytes]]) 
         return subprocess.CompletedProcess(argv, rc, b"", stderr)
 
     monkeypatch.setattr(subprocess, "run", fake_run)
-    monkeypatch.setattr(harness, "CONNECT_RETRY_DELAY_S", 0.0)
+    monkeypatch.setattr(ssh, "CONNECT_RETRY_DELAY_S", 0.0)
     result = BootedVM.run(FakeVM(), "true", check=False)  # type: ignore[arg-type]
     return result, calls
 
@@ -54,4 +54,4 @@ def test_other_ssh_failures_are_not_retried(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_retries_end(monkeypatch: pytest.MonkeyPatch) -> None:
     result, calls = run_with(monkeypatch, [(255, RESET)])
-    assert (result.rc, calls) == (255, harness.CONNECT_RETRIES + 1)
+    assert (result.rc, calls) == (255, ssh.CONNECT_RETRIES + 1)

@@ -16,8 +16,8 @@ import pytest
 from components.render.firewall import TABLE, UNIT
 
 from .conftest import NODE_NETWORK, TIMINGS, NodeFixture
-from .harness import HOST_KEY_ALIAS, HostKeyVerificationFailed, generate_ed25519_keypair
 from .podnet import PodNetwork
+from .ssh import HOST_KEY_ALIAS, HostKeyVerificationFailed, generate_ed25519_keypair
 from .test_pod_firewall import assert_pods_are_fenced
 
 pytestmark = [pytest.mark.slow, pytest.mark.vm]
