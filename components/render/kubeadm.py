@@ -85,10 +85,24 @@ def leader_election_args(timings: tuple[str, str, str]) -> list[dict[str, str]]:
             {"name": "leader-elect-retry-period", "value": retry}]
 
 
-def waits(timeout: str) -> dict[str, str]:
-    """kubeadm's waits for the kubelet and the control plane (4m each by default): slow hosts,
-    such as nodes under software emulation, need them raised."""
-    return {"controlPlaneComponentHealthCheck": timeout, "kubeletHealthCheck": timeout}
+# kubeadm's other waits a slow control plane can outlast, with kubeadm's defaults in seconds:
+# etcd calls (a joining member's promotion from learner is polled this long), a join's wait for
+# the signed cluster-info (discovery) and for the kubelet's TLS bootstrap, an upgrade's wait
+# for the static pods to restart.
+KUBEADM_WAIT_DEFAULTS = {"etcdAPICall": 120, "discovery": 300, "tlsBootstrap": 300,
+                         "upgradeManifests": 300}
+JOIN_WAITS = ("etcdAPICall", "discovery", "tlsBootstrap")
+UPGRADE_WAITS = ("etcdAPICall", "upgradeManifests")
+
+
+def waits(timeout: str, *others: str) -> dict[str, str]:
+    """kubeadm's waits for the kubelet and the control plane (4m each by default) set to
+    `timeout`: slow hosts, such as nodes under software emulation, need them raised. Each of
+    `others` (KUBEADM_WAIT_DEFAULTS) is raised to `timeout` too where that is longer than
+    kubeadm's default, never shortened."""
+    seconds = duration_seconds(timeout)
+    return {"controlPlaneComponentHealthCheck": timeout, "kubeletHealthCheck": timeout,
+            **{name: timeout for name in others if seconds > KUBEADM_WAIT_DEFAULTS[name]}}
 
 
 def _dump_all(documents: Sequence[Mapping[str, object]]) -> str:
@@ -167,14 +181,14 @@ HEALTH_CHECK_JOB = "sandboxed-k8s-upgrade-health-check"
 
 def render_upgrade_config(version: str, timeout: str = "4m") -> str:
     """kubeadm upgrade apply / upgrade node --config: the version to go to and kubeadm's waits
-    as init's; the static pods' restarts (`upgradeManifests`, 5m by default) wait as long.
+    as init's, its etcd calls and the static pods' restarts at least as long.
     kubeadm's Job check is left to render_upgrade_health_check_job's Job."""
     return _dump_all([{
         "apiVersion": KUBEADM_API,
         "kind": "UpgradeConfiguration",
         "apply": {"kubernetesVersion": f"v{version}",
                   "ignorePreflightErrors": [KUBEADM_JOB_CHECK]},
-        "timeouts": {**waits(timeout), "upgradeManifests": timeout},
+        "timeouts": waits(timeout, *UPGRADE_WAITS),
     }])
 
 
@@ -218,7 +232,7 @@ def render_join_config(node: NodeRegistration, api_endpoint: str, token: str,
             "caCertHashes": [ca_cert_hash],
         }},
         "nodeRegistration": node.render(),
-        "timeouts": waits(timeout),
+        "timeouts": waits(timeout, *JOIN_WAITS),
     }
     if node.control_plane:
         # The CA, front-proxy CA, etcd CA and service-account keys are placed by the join

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from components.render.kubeadm import NodeRegistration, render_join_config, render_upgrade_config
 from components.spec.artifacts import stack_images
 from tests.apiserver.program import stack_spec
 from tests.graph.conftest import stack_graph
@@ -44,6 +45,24 @@ def test_kubeadm_validates_every_configuration(stack: str, apiserver_bins: dict[
     assert any(n.endswith("kubeadm-join") for n in documents)
     assert any(n.endswith("-upgrade") for n in documents)
     for name, text in documents.items():
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(text)
+        result = kubeadm(apiserver_bins, "config", "validate", "--config", str(path))
+        assert result.returncode == 0, f"{name}: {result.stdout}{result.stderr}"
+
+
+def test_kubeadm_validates_a_slow_hosts_waits(apiserver_bins: dict[str, Path],
+                                             tmp_path: Path) -> None:
+    """With kubernetes.controlPlaneTimeout above kubeadm's own waits, every one of them is set
+    (the stacks' 4m leaves discovery, tlsBootstrap and upgradeManifests at kubeadm's)."""
+    plane = NodeRegistration("cp2", {}, (), True)
+    documents = {
+        "join": render_join_config(plane, "10.17.0.5:6443", "abcdef.0123456789abcdef",
+                                   "sha256:" + "b" * 64, "10.17.0.11", "40m"),
+        "upgrade": render_upgrade_config("1.34.3", "40m"),
+    }
+    for name, text in documents.items():
+        assert "tlsBootstrap: 40m" in text or "upgradeManifests: 40m" in text
         path = tmp_path / f"{name}.yaml"
         path.write_text(text)
         result = kubeadm(apiserver_bins, "config", "validate", "--config", str(path))

@@ -96,14 +96,17 @@ def test_every_upgrade_tells_kubeadm_the_version_and_the_stacks_waits(graph: Gra
                                         "KUBEADM_CONFIG_B64")
                 if d["kind"] == "InitConfiguration")
     wait = init["timeouts"]["controlPlaneComponentHealthCheck"]
+    assert wait == "4m"  # kubernetes.controlPlaneTimeout's default: the stacks leave it
     for node in ORDER[stack]:
         (config,) = shipped_yaml(command(graph, f"{node}-upgrade"), "UPGRADE_CONFIGURATION_B64")
         assert config["kind"] == "UpgradeConfiguration"
         assert config["apply"]["kubernetesVersion"] == \
             "v" + script_params(command(graph, f"{node}-upgrade"))["K8S_VERSION"]
         assert config["apply"]["ignorePreflightErrors"] == ["CreateJob"]
+        # The stack's 4m: etcd calls (kubeadm's 2m) wait as long; the static pods' restarts
+        # keep kubeadm's longer 5m.
         assert config["timeouts"] == {"controlPlaneComponentHealthCheck": wait,
-                                      "kubeletHealthCheck": wait, "upgradeManifests": wait}
+                                      "kubeletHealthCheck": wait, "etcdAPICall": wait}
 
 
 def test_workers_are_drained_through_the_first_control_planes_helper(graph: Graph,

@@ -13,6 +13,7 @@ from components.render.kubeadm import (
     render_init_config,
     render_join_config,
     render_kube_vip_manifest,
+    render_upgrade_config,
 )
 
 CLUSTER = ClusterConfig("1.34.2", "demo", "10.17.0.5:6443", "10.244.0.0/16", "10.96.0.0/12",
@@ -61,6 +62,32 @@ def test_control_plane_join() -> None:
         PLANE, "10.17.0.5:6443", TOKEN, "sha256:" + "b" * 64, "10.17.0.11"))
     assert join["controlPlane"]["localAPIEndpoint"]["advertiseAddress"] == "10.17.0.11"
     assert CONTROL_PLANE_TAINT in join["nodeRegistration"]["taints"]
+
+
+def test_a_join_waits_as_long_as_the_stack_allows_never_less_than_kubeadm() -> None:
+    """A slow host's join outlasts kubeadm's own waits: its etcd member's promotion from
+    learner (2m), the signed cluster-info (5m), the kubelet's TLS bootstrap (5m)."""
+    def timeouts(timeout: str) -> dict[str, str]:
+        (join,) = yaml.safe_load_all(render_join_config(
+            PLANE, "10.17.0.5:6443", TOKEN, "sha256:" + "b" * 64, "10.17.0.11", timeout))
+        return dict(join["timeouts"])
+
+    assert timeouts("40m") == {"controlPlaneComponentHealthCheck": "40m",
+                               "kubeletHealthCheck": "40m", "etcdAPICall": "40m",
+                               "discovery": "40m", "tlsBootstrap": "40m"}
+    assert timeouts("4m") == {"controlPlaneComponentHealthCheck": "4m",
+                              "kubeletHealthCheck": "4m", "etcdAPICall": "4m"}
+    assert timeouts("90s") == {"controlPlaneComponentHealthCheck": "90s",
+                               "kubeletHealthCheck": "90s"}
+
+
+def test_an_upgrade_waits_as_long_as_the_stack_allows_never_less_than_kubeadm() -> None:
+    (upgrade,) = yaml.safe_load_all(render_upgrade_config("1.34.3", "40m"))
+    assert upgrade["timeouts"] == {"controlPlaneComponentHealthCheck": "40m",
+                                   "kubeletHealthCheck": "40m", "etcdAPICall": "40m",
+                                   "upgradeManifests": "40m"}
+    (upgrade,) = yaml.safe_load_all(render_upgrade_config("1.34.3", "4m"))
+    assert "upgradeManifests" not in upgrade["timeouts"]  # kubeadm's 5m is longer
 
 
 def test_kube_vip_manifest_is_a_valid_pod() -> None:
