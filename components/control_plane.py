@@ -44,7 +44,7 @@ def cluster_config(spec: ClusterSpec) -> ClusterConfig:
                          str(k8s.pod_cidr), str(k8s.service_cidr), tuple(sans),
                          k8s.image_repository, k8s.etcd_image_tag, k8s.coredns_image_tag,
                          pod_pids_limit=k8s.pod_pids_limit,
-                         leader_election=k8s.leader_election)
+                         leader_election=k8s.leader_election, etcd_timers=k8s.etcd_timers)
 
 
 def kube_vip_manifest(spec: ClusterSpec, kubeconfig: str) -> str:

@@ -107,6 +107,10 @@ def test_bad_mirror_settings_are_rejected(mirrors: dict[str, Any], key: str,
     ({"leaderElection": {"leaseDuration": "10s"}}, "kubernetes.leaderElection"),
     ({"leaderElection": {"retryPeriod": "fast"}}, "kubernetes.leaderElection.retryPeriod"),
     ({"apiClientTimeout": "long"}, "kubernetes.apiClientTimeout"),
+    ({"etcd": {"electionTimeoutMs": 400}}, "kubernetes.etcd"),  # under five heartbeats
+    ({"etcd": {"heartbeatIntervalMs": "fast"}}, "kubernetes.etcd.heartbeatIntervalMs"),
+    ({"etcd": {"electionTimeoutMs": 60000}}, "kubernetes.etcd.electionTimeoutMs"),
+    ({"etcd": {"heartbeatMs": 500}}, "kubernetes.etcd.heartbeatMs"),
 ])
 def test_bad_image_settings_are_rejected(change: dict[str, str], key: str) -> None:
     config = dev_config()

@@ -21,6 +21,7 @@ AUDIT_LOG_DIR = "/var/log/kubernetes/audit"
 # The token a join config is rendered with: kubeadm-join.sh puts a token issued for that join
 # attempt in its place. A well-formed token, so kubeadm validates the rendered config as is.
 JOIN_TOKEN_PLACEHOLDER = "000000.issuedatjointime"
+ETCD_DEFAULT_TIMERS = (100, 1000)
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,8 @@ class ClusterConfig:
     pod_pids_limit: int = 1024
     # controller-manager and scheduler: lease duration, renew deadline, retry period.
     leader_election: tuple[str, str, str] = ("15s", "10s", "2s")
+    # etcd's heartbeat interval and election timeout, in milliseconds.
+    etcd_timers: tuple[int, int] = ETCD_DEFAULT_TIMERS
 
 
 def _kubelet_configuration(pod_pids_limit: int) -> dict[str, object]:
@@ -122,7 +125,7 @@ def cluster_configuration(cluster: ClusterConfig) -> dict[str, object]:
         # Written out, not left to kubeadm's defaults, so they match the artifact list (and so
         # a mirror holding exactly that list) and the sandbox image containerd pins.
         "imageRepository": cluster.image_repository,
-        "etcd": {"local": {"imageTag": cluster.etcd_image_tag}},
+        "etcd": {"local": _local_etcd(cluster)},
         "dns": {"imageTag": cluster.coredns_image_tag},
         "apiServer": {
             "certSANs": list(cluster.cert_sans),
@@ -147,6 +150,18 @@ def cluster_configuration(cluster: ClusterConfig) -> dict[str, object]:
         "controllerManager": {"extraArgs": leader_election_args(cluster.leader_election)},
         "scheduler": {"extraArgs": leader_election_args(cluster.leader_election)},
     }
+
+
+def _local_etcd(cluster: ClusterConfig) -> dict[str, object]:
+    """Stacked etcd. Its raft timers only when the stack changes them: on a slow host a leader
+    whose heartbeats arrive late is voted out again and again, and every linearizable read
+    (the API server's, kubeadm's member list on a join) waits for the next leader."""
+    local: dict[str, object] = {"imageTag": cluster.etcd_image_tag}
+    if cluster.etcd_timers != ETCD_DEFAULT_TIMERS:
+        heartbeat, election = cluster.etcd_timers
+        local["extraArgs"] = [{"name": "heartbeat-interval", "value": str(heartbeat)},
+                              {"name": "election-timeout", "value": str(election)}]
+    return local
 
 
 def render_cluster_configuration(cluster: ClusterConfig) -> str:

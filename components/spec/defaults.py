@@ -39,6 +39,8 @@ DEFAULTS: dict[str, Any] = {
         "pauseImageTag": "3.10.1",
         "controlPlaneTimeout": "4m",
         "leaderElection": {"leaseDuration": "15s", "renewDeadline": "10s", "retryPeriod": "2s"},
+        # etcd's own defaults, in milliseconds.
+        "etcd": {"heartbeatIntervalMs": 100, "electionTimeoutMs": 1000},
         "apiClientTimeout": None,
     },
     "containerd": {"version": "2.1.5",

@@ -55,6 +55,7 @@ def read_kubernetes(c: Collector, raw: Any, defaults: Mapping[str, Any]) -> Kube
                                        "kubernetes.controlPlaneTimeout", TTL_RE,
                                        "a duration like 4m or 20m"),
         leader_election=_leader_election(c, k8s["leaderElection"], defaults),
+        etcd_timers=_etcd_timers(c, k8s["etcd"], defaults),
         api_client_timeout=_seconds(c, k8s["apiClientTimeout"], "kubernetes.apiClientTimeout"),
         pod_pids_limit=c.integer(k8s["podPidsLimit"], "kubernetes.podPidsLimit", 64, 4194304),
         drain_timeout=c.string(k8s["drainTimeout"], "kubernetes.drainTimeout", TTL_RE,
@@ -77,6 +78,24 @@ def _leader_election(c: Collector, raw: Any, defaults: Mapping[str, Any]) -> tup
     if not retry < renew < lease:
         c.error(path, "needs retryPeriod < renewDeadline < leaseDuration")
     return (str(le[keys[0]]), str(le[keys[1]]), str(le[keys[2]]))
+
+
+# etcd's own limits: an election timeout of at least five heartbeats, and at most 50 s.
+MAX_ELECTION_TIMEOUT_MS = 50000
+
+
+def _etcd_timers(c: Collector, raw: Any, defaults: Mapping[str, Any]) -> tuple[int, int]:
+    path = "kubernetes.etcd"
+    etcd = c.section(raw, path, defaults["kubernetes"]["etcd"])
+    errors = len(c.problems)
+    heartbeat = c.integer(etcd["heartbeatIntervalMs"], f"{path}.heartbeatIntervalMs", 10,
+                          MAX_ELECTION_TIMEOUT_MS // 5)
+    election = c.integer(etcd["electionTimeoutMs"], f"{path}.electionTimeoutMs", 50,
+                         MAX_ELECTION_TIMEOUT_MS)
+    if len(c.problems) == errors and election < 5 * heartbeat:
+        c.error(path, f"electionTimeoutMs ({election}) must be at least five heartbeats "
+                      f"(5 x heartbeatIntervalMs = {5 * heartbeat})")
+    return heartbeat, election
 
 
 def duration_seconds(value: object) -> int:

@@ -121,6 +121,8 @@ class KubernetesSpec:
     control_plane_timeout: str = "4m"
     # controller-manager and scheduler leader election: lease, renew deadline, retry period.
     leader_election: tuple[str, str, str] = ("15s", "10s", "2s")
+    # etcd's raft timers in milliseconds: heartbeat interval, election timeout.
+    etcd_timers: tuple[int, int] = (100, 1000)
     # The Kubernetes provider's request timeout in seconds (None: the client's own defaults).
     api_client_timeout: int | None = None
     # KubeletConfiguration podPidsLimit: a fork bomb in one pod cannot exhaust the node's PIDs.

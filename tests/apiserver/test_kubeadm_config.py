@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from components.render.kubeadm import NodeRegistration, render_join_config, render_upgrade_config
+from components.render.kubeadm import (
+    ClusterConfig,
+    NodeRegistration,
+    render_init_config,
+    render_join_config,
+    render_upgrade_config,
+)
 from components.spec.artifacts import stack_images
 from tests.apiserver.program import stack_spec
 from tests.graph.conftest import stack_graph
@@ -54,15 +60,20 @@ def test_kubeadm_validates_every_configuration(stack: str, apiserver_bins: dict[
 def test_kubeadm_validates_a_slow_hosts_waits(apiserver_bins: dict[str, Path],
                                              tmp_path: Path) -> None:
     """With kubernetes.controlPlaneTimeout above kubeadm's own waits, every one of them is set
-    (the stacks' 4m leaves discovery, tlsBootstrap and upgradeManifests at kubeadm's)."""
+    (the stacks' 4m leaves discovery, tlsBootstrap and upgradeManifests at kubeadm's); etcd's
+    raft timers raised."""
     plane = NodeRegistration("cp2", {}, (), True)
+    cluster = ClusterConfig("1.34.2", "demo", "10.17.0.5:6443", "10.244.0.0/16",
+                            "10.96.0.0/12", etcd_timers=(500, 5000))
     documents = {
+        "init": render_init_config(cluster, plane, "10.17.0.10", "abcdef.0123456789abcdef",
+                                   "30m", "40m"),
         "join": render_join_config(plane, "10.17.0.5:6443", "abcdef.0123456789abcdef",
                                    "sha256:" + "b" * 64, "10.17.0.11", "40m"),
         "upgrade": render_upgrade_config("1.34.3", "40m"),
     }
     for name, text in documents.items():
-        assert "tlsBootstrap: 40m" in text or "upgradeManifests: 40m" in text
+        assert "etcdAPICall: 40m" in text or "election-timeout" in text
         path = tmp_path / f"{name}.yaml"
         path.write_text(text)
         result = kubeadm(apiserver_bins, "config", "validate", "--config", str(path))

@@ -61,6 +61,9 @@ def ha_lab_config(mirror: Mirror, cidr: str, vip: str) -> dict[str, Any]:
     """The lab stack as three control planes (stacked etcd) on `vip` and one plain worker."""
     config = lab_config(mirror, cidr)
     config[p("network")]["controlPlaneVip"] = vip
+    # Three etcd members on two emulated cores: with etcd's 100 ms heartbeats the leader
+    # changed every few seconds and the API's reads (and a join's member list) timed out.
+    config[p("kubernetes")]["etcd"] = {"heartbeatIntervalMs": 500, "electionTimeoutMs": 5000}
     config[p("pools")] = [
         {"name": "control-plane", "role": "control-plane", "count": len(HA_CONTROL_PLANES),
          "names": list(HA_CONTROL_PLANES), "cpu": 2, "memoryMiB": 2560, "diskGiB": 10},

@@ -30,6 +30,8 @@ def mirrored_config() -> dict[str, Any]:
     config["sandboxed-k8s:kubernetes"]["apiClientTimeout"] = "5m"
     config["sandboxed-k8s:kubernetes"]["leaderElection"] = {
         "leaseDuration": "2m", "renewDeadline": "90s", "retryPeriod": "20s"}
+    config["sandboxed-k8s:kubernetes"]["etcd"] = {"heartbeatIntervalMs": 500,
+                                                  "electionTimeoutMs": 5000}
     return config
 
 
@@ -90,7 +92,9 @@ def test_kubeadm_gets_the_pinned_images_and_the_slow_host_settings() -> None:
     init = next(d for d in docs if d["kind"] == "InitConfiguration")
     cluster = next(d for d in docs if d["kind"] == "ClusterConfiguration")
     assert cluster["imageRepository"] == "registry.k8s.io"
-    assert cluster["etcd"] == {"local": {"imageTag": "3.6.5-0"}}
+    assert cluster["etcd"] == {"local": {"imageTag": "3.6.5-0", "extraArgs": [
+        {"name": "heartbeat-interval", "value": "500"},
+        {"name": "election-timeout", "value": "5000"}]}}
     assert cluster["dns"] == {"imageTag": "v1.12.1"}
     assert init["timeouts"]["controlPlaneComponentHealthCheck"] == "20m"
     for component in ("controllerManager", "scheduler"):
@@ -100,6 +104,7 @@ def test_kubeadm_gets_the_pinned_images_and_the_slow_host_settings() -> None:
             {"name": "leader-elect-retry-period", "value": "20s"}]
     join = shipped_yaml(command(graph, "worker1-kubeadm-join"), "KUBEADM_JOIN_CONFIG_B64")[0]
     assert join["timeouts"]["kubeletHealthCheck"] == "20m"
+    assert join["timeouts"]["etcdAPICall"] == join["timeouts"]["discovery"] == "20m"
 
 
 def test_the_kubernetes_provider_waits_longer_on_a_slow_host() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import kubernetes_validate
 import yaml
 
@@ -41,6 +43,17 @@ def test_init_config() -> None:
     assert kubelet["cgroupDriver"] == "systemd"
     assert kubelet["authentication"]["anonymous"]["enabled"] is False
     assert kubelet["authorization"]["mode"] == "Webhook"
+
+
+def test_etcd_gets_raft_timers_only_when_the_stack_changes_them() -> None:
+    slow = dataclasses.replace(CLUSTER, etcd_timers=(500, 5000))
+    _, cluster, _ = yaml.safe_load_all(render_init_config(slow, PLANE, "10.17.0.10", TOKEN, "30m"))
+    assert cluster["etcd"]["local"]["extraArgs"] == [
+        {"name": "heartbeat-interval", "value": "500"},
+        {"name": "election-timeout", "value": "5000"}]
+    _, cluster, _ = yaml.safe_load_all(
+        render_init_config(CLUSTER, PLANE, "10.17.0.10", TOKEN, "30m"))
+    assert cluster["etcd"] == {"local": {"imageTag": "3.6.5-0"}}  # etcd's own 100/1000 ms
 
 
 def test_worker_join_sets_labels_and_taints_at_registration() -> None:
