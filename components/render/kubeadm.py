@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from components.spec.defaults import DEFAULTS
 from components.spec.kubernetes import duration_seconds
 
 KUBEADM_API = "kubeadm.k8s.io/v1beta4"
@@ -21,7 +22,9 @@ AUDIT_LOG_DIR = "/var/log/kubernetes/audit"
 # The token a join config is rendered with: kubeadm-join.sh puts a token issued for that join
 # attempt in its place. A well-formed token, so kubeadm validates the rendered config as is.
 JOIN_TOKEN_PLACEHOLDER = "000000.issuedatjointime"
-ETCD_DEFAULT_TIMERS = (100, 1000)
+# etcd's own raft timers, as the stack's defaults hold them: written out only when changed.
+ETCD_DEFAULT_TIMERS = (DEFAULTS["kubernetes"]["etcd"]["heartbeatIntervalMs"],
+                       DEFAULTS["kubernetes"]["etcd"]["electionTimeoutMs"])
 
 
 @dataclass(frozen=True)
